@@ -365,7 +365,8 @@ public final class GgufFile implements ModelFile {
             if (shape[0] > Integer.MAX_VALUE || elements / Math.max(1, shape[0]) > Integer.MAX_VALUE) {
                 throw fail(name, "shape " + Arrays.toString(shape) + " has rows or columns beyond 2^31");
             }
-            if (offset < 0 || offset % alignment != 0) {
+            if (offset < 0) throw fail(name, "data offset " + Long.toUnsignedString(offset) + " is beyond 2^63");
+            if (offset % alignment != 0) {
                 throw fail(name, "data offset " + Long.toUnsignedString(offset) + " is not a multiple of the alignment " + alignment);
             }
             if (tensors.containsKey(name)) {
