@@ -1,11 +1,10 @@
 package dev.kvserve.runtime.gguf;
 
+import dev.kvserve.kernels.GgmlQuantize;
 import dev.kvserve.kernels.GgmlType;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -134,9 +133,12 @@ public final class SyntheticModels {
         return s;
     }
 
-    /** The weight types this class can write. */
+    /** The weight types this class can write: those {@link GgmlQuantize} encodes (every type with kernels). */
     public static boolean canWrite(GgmlType type) {
-        return type == GgmlType.F32 || type == GgmlType.F16 || type == GgmlType.BF16;
+        return switch (type) {
+            case F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K -> true;
+            default -> false;
+        };
     }
 
     public static void write(Path out, String preset, GgmlType weightType, long seed) throws IOException {
@@ -193,7 +195,7 @@ public final class SyntheticModels {
             Llama3Rope r = spec.llama3Rope();
             float[] factors = dev.kvserve.runtime.safetensors.HuggingFaceModel.llama3RopeFactors(spec.ropeFreqBase(),
                     spec.headDim(), r.factor(), r.lowFreqFactor(), r.highFreqFactor(), r.originalContext());
-            w.appendTensorData(name, encode(GgmlType.F32, factors, factors.length));
+            w.appendTensorData(name, encode(GgmlType.F32, factors, factors.length, factors.length));
             return;
         }
         boolean norm = name.endsWith("_norm.weight");
@@ -206,28 +208,17 @@ public final class SyntheticModels {
         for (long done = 0; done < elements; ) {
             int n = (int) Math.min(chunk, elements - done);
             for (int i = 0; i < n; i++) values[i] = norm ? 1f : (float) (random.nextGaussian() * WEIGHT_STD);
-            w.appendTensorData(name, encode(type, values, n));
+            w.appendTensorData(name, encode(type, values, n, (int) cols));
             done += n;
         }
     }
 
-    /** The first {@code n} values in {@code type}'s little-endian storage format. */
-    static MemorySegment encode(GgmlType type, float[] values, int n) {
-        ByteBuffer out = ByteBuffer.allocate((int) type.bytesFor(n)).order(ByteOrder.LITTLE_ENDIAN);
-        switch (type) {
-            case F32 -> { for (int i = 0; i < n; i++) out.putFloat(values[i]); }
-            case F16 -> { for (int i = 0; i < n; i++) out.putShort(Float.floatToFloat16(values[i])); }
-            case BF16 -> { for (int i = 0; i < n; i++) out.putShort(toBf16(values[i])); }
-            default -> throw new IllegalArgumentException("cannot encode " + type);
-        }
-        return MemorySegment.ofArray(out.array());
-    }
-
-    /** Round to nearest even, as ggml's fp32→bf16 does (NaN kept quiet). */
-    static short toBf16(float f) {
-        int bits = Float.floatToRawIntBits(f);
-        if ((bits & 0x7fffffff) > 0x7f800000) return (short) ((bits >>> 16) | 64);
-        return (short) ((bits + (0x7fff + ((bits >>> 16) & 1))) >>> 16);
+    /** {@code n} values (whole rows of {@code cols}) in {@code type}'s storage format, as llama-quantize writes it. */
+    static MemorySegment encode(GgmlType type, float[] values, int n, int cols) {
+        MemorySegment out = MemorySegment.ofArray(new byte[Math.toIntExact(type.bytesFor(n))]);
+        long rowBytes = type.bytesFor(cols);
+        for (int r = 0; r < n / cols; r++) GgmlQuantize.quantizeRow(type, values, r * cols, cols, out, r * rowBytes);
+        return out;
     }
 
     /** llama.cpp's {@code llama_ftype} for a file whose matrices are {@code type}. */
@@ -312,7 +303,7 @@ public final class SyntheticModels {
         return pieces;
     }
 
-    /** {@code SyntheticModels <preset> <f32|f16|bf16|q8_0|q4_0> <out.gguf> [seed]}. */
+    /** {@code SyntheticModels <preset> <f32|f16|bf16|q8_0|q4_0|q4_k|q6_k> <out.gguf> [seed]}. */
     public static void main(String[] args) throws IOException {
         if (args.length < 3) {
             System.err.println("usage: SyntheticModels <preset> <weight type> <out.gguf> [seed]\npresets: " + String.join(", ", presetNames()));
