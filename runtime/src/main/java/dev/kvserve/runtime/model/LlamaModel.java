@@ -1,6 +1,8 @@
 package dev.kvserve.runtime.model;
 
 import dev.kvserve.attention.KvAttention;
+import dev.kvserve.attention.PagedAttention;
+import dev.kvserve.kvcache.RopeTable;
 import dev.kvserve.attention.StepBatch;
 import dev.kvserve.kernels.Backend;
 import dev.kvserve.kernels.WeightTensor;
@@ -11,6 +13,8 @@ import dev.kvserve.runtime.tokenizer.Tokenizers;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -82,7 +86,12 @@ public final class LlamaModel implements AutoCloseable {
      * through the attention implementation that {@code attentionFactory} builds.
      */
     public static LlamaModel load(Path path, Backend backend, BiFunction<KvGeometry, Backend, KvAttention> attentionFactory) {
-        ModelFile file = ModelFile.open(path);
+        ModelFile file;
+        try {
+            file = ModelFile.open(path);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read model " + path + ": " + e.getMessage(), e);
+        }
         try {
             int vocab = require(file.tensors(), "token_embd.weight").rows();
             String fallbackName = path.getFileName().toString().replaceFirst("\\.gguf$", "");
@@ -95,12 +104,22 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
+    /** Loads a model that attends over the paged KV cache with {@code threads} attention workers. */
+    public static LlamaModel load(Path path, Backend backend, int threads) {
+        return load(path, backend, (geometry, b) ->
+                new PagedAttention(geometry, new RopeTable(geometry.rope(), geometry.headDim()), threads));
+    }
+
     /** The tokenizer a model file carries: tokenizer.json beside a Hugging Face checkpoint, else GGUF metadata. */
     static Tokenizer tokenizerOf(Map<String, Object> md) {
         Object json = md.get("kvserve.hf.tokenizer_json");
         if (json != null) {
             Object cfg = md.get("kvserve.hf.tokenizer_config");
-            return Tokenizers.fromHuggingFace(Path.of(json.toString()), cfg == null ? null : Path.of(cfg.toString()));
+            try {
+                return Tokenizers.fromHuggingFace(Path.of(json.toString()), cfg == null ? null : Path.of(cfg.toString()));
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read tokenizer " + json + ": " + e.getMessage(), e);
+            }
         }
         return Tokenizers.fromGgufMetadata(md);
     }
@@ -134,9 +153,9 @@ public final class LlamaModel implements AutoCloseable {
         Workspace w = workspace(rows);
         int[] tokens = new int[rows];
         int[] positions = new int[rows];
-        for (int i = 0; i < entries.size(); i++) {
-            StepBatch.Entry e = entries.get(i);
-            int[] chunkTokens = chunks.get(i).tokens();
+        for (int s = 0; s < entries.size(); s++) {
+            StepBatch.Entry e = entries.get(s);
+            int[] chunkTokens = chunks.get(s).tokens();
             for (int i = 0; i < e.tokens(); i++) {
                 tokens[e.firstRow() + i] = checkToken(chunkTokens[i]);
                 positions[e.firstRow() + i] = e.startPos() + i;
@@ -284,6 +303,13 @@ public final class LlamaModel implements AutoCloseable {
     @Override
     public void close() {
         if (ws != null) ws.arena.close();
+        if (attention instanceof AutoCloseable c) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("closing attention failed", e);
+            }
+        }
         file.close();
     }
 }
