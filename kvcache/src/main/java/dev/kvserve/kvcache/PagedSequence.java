@@ -288,6 +288,24 @@ public final class PagedSequence implements SequenceKv {
         }
     }
 
+    /**
+     * Runs the afterPrefill hooks of {@code layer} for a prompt whose last step was not marked (see
+     * {@code StepBatch.Entry.endsPrompt}); the prompt counts as done after the last layer.
+     */
+    public void finishPrompt(int layer) {
+        checkOpen();
+        if (promptDone) return;
+        if (eviction != null) {
+            eviction.afterPrefill(evictionView(layer));
+            compact(layer);
+        }
+        if (selector != null) {
+            selector.afterPrefill(selectorView(layer));
+            compact(layer);
+        }
+        if (layer == geometry.layers() - 1) promptDone = true;
+    }
+
     private View evictionView(int layer) {
         return new View(layer, 0, 0, evictionLanes.floats(), evictionLanes.ints());
     }

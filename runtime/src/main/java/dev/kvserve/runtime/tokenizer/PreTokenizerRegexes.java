@@ -1,5 +1,6 @@
 package dev.kvserve.runtime.tokenizer;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 
@@ -34,6 +35,15 @@ final class PreTokenizerRegexes {
         PreType(boolean ignoreMerges, List<String> regexes) {
             this.ignoreMerges = ignoreMerges;
             this.regexes = regexes;
+        }
+
+        /** Each regex splits the pieces the previous one left; text between matches stays a piece. */
+        TextPipeline pipeline() {
+            List<TextPipeline.Splitter> splitters = new ArrayList<>();
+            for (String regex : regexes) {
+                splitters.add(TextPipeline.regex(TextPipeline.compile(regex), TextPipeline.SplitBehavior.ISOLATED));
+            }
+            return new TextPipeline(TextPipeline.IDENTITY, splitters);
         }
     }
 

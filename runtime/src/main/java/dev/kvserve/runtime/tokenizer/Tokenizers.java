@@ -107,11 +107,7 @@ public final class Tokenizers {
         for (int i = 0; i < mergeLines.length; i++) {
             pairs.add(splitMerge(mergeLines[i], "tokenizer.ggml.merges[" + i + "]"));
         }
-        List<TextPipeline.Splitter> splitters = new ArrayList<>();
-        for (String regex : pre.regexes) {
-            splitters.add(TextPipeline.regex(TextPipeline.compile(regex), TextPipeline.SplitBehavior.ISOLATED));
-        }
-        TextPipeline pipeline = new TextPipeline(TextPipeline.IDENTITY, splitters);
+        TextPipeline pipeline = pre.pipeline();
         BpeTokenizer.Options options = new BpeTokenizer.Options(true, false, false, pre.ignoreMerges, false);
         return new BpeTokenizer(vocab, BpeTokenizer.mergeTable(vocab, pairs), pipeline, options);
     }
