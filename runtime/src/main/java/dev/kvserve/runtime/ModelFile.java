@@ -5,7 +5,6 @@ import dev.kvserve.kernels.WeightTensor;
 import dev.kvserve.runtime.gguf.GgufFile;
 import dev.kvserve.runtime.safetensors.HuggingFaceModel;
 
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -61,8 +60,11 @@ public interface ModelFile extends AutoCloseable {
     /**
      * Opens a model: a directory or a {@code .safetensors} / {@code .safetensors.index.json} file is
      * read as a Hugging Face checkpoint, any other file as GGUF.
+     *
+     * @throws ModelFormatException    the file is not a usable model
+     * @throws java.io.UncheckedIOException the file cannot be read at all (missing, no permission)
      */
-    static ModelFile open(Path path) throws IOException {
+    static ModelFile open(Path path) {
         if (Files.isDirectory(path)) return HuggingFaceModel.open(path);
         String name = path.getFileName() == null ? "" : path.getFileName().toString();
         if (name.endsWith(".safetensors") || name.endsWith(".safetensors.index.json")) {

@@ -236,6 +236,11 @@ class GgufCorruptionTest {
     void directoriesAndEmptyFilesAreNotGguf() throws Exception {
         assertThat(openExpectingFailure(new byte[0])).hasMessageContaining("truncated: 0 bytes");
         assertThatThrownBy(() -> GgufFile.open(dir)).isExactlyInstanceOf(ModelFormatException.class).hasMessageContaining("is a directory");
+        // not a format problem: the file is not there at all
+        Path missing = dir.resolve("missing.gguf");
+        assertThatThrownBy(() -> dev.kvserve.runtime.ModelFile.open(missing))
+                .isExactlyInstanceOf(java.io.UncheckedIOException.class)
+                .hasMessageContaining("missing.gguf").hasCauseInstanceOf(java.nio.file.NoSuchFileException.class);
     }
 
     /** Random damage to the header either still parses to in-bounds tensors or is reported; nothing else. */
