@@ -5,6 +5,7 @@ import dev.kvserve.kernels.WeightTensor;
 import dev.kvserve.runtime.gguf.GgufFile;
 import dev.kvserve.runtime.safetensors.HuggingFaceModel;
 
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -61,10 +62,10 @@ public interface ModelFile extends AutoCloseable {
      * Opens a model: a directory or a {@code .safetensors} / {@code .safetensors.index.json} file is
      * read as a Hugging Face checkpoint, any other file as GGUF.
      *
-     * @throws ModelFormatException    the file is not a usable model
-     * @throws java.io.UncheckedIOException the file cannot be read at all (missing, no permission)
+     * @throws ModelFormatException the file is not a usable model (the message names file, tensor, problem)
+     * @throws IOException          the file cannot be read at all (missing, no permission)
      */
-    static ModelFile open(Path path) {
+    static ModelFile open(Path path) throws IOException {
         if (Files.isDirectory(path)) return HuggingFaceModel.open(path);
         String name = path.getFileName() == null ? "" : path.getFileName().toString();
         if (name.endsWith(".safetensors") || name.endsWith(".safetensors.index.json")) {

@@ -6,7 +6,6 @@ import dev.kvserve.runtime.ModelFile;
 import dev.kvserve.runtime.ModelFormatException;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -77,13 +76,8 @@ public final class GgufFile implements ModelFile {
         this.tensors = Collections.unmodifiableMap(p.tensors);
     }
 
-    /**
-     * Maps and parses {@code path}; the mapping lives until {@link #close()}.
-     *
-     * @throws ModelFormatException         the file is not a usable GGUF file
-     * @throws java.io.UncheckedIOException the file cannot be read at all (missing, no permission)
-     */
-    public static GgufFile open(Path path) {
+    /** Maps and parses {@code path}; the mapping lives until {@link #close()}. */
+    public static GgufFile open(Path path) throws IOException {
         if (Files.isDirectory(path)) throw new ModelFormatException(path, null, "is a directory, not a GGUF file");
         Arena arena = Arena.ofShared();
         try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ)) {
@@ -94,10 +88,7 @@ public final class GgufFile implements ModelFile {
             Parser parser = new Parser(path, file);
             parser.parse();
             return new GgufFile(path, arena, parser);
-        } catch (IOException e) {
-            arena.close();
-            throw new UncheckedIOException("cannot read " + path + ": " + e, e);
-        } catch (RuntimeException | Error e) {
+        } catch (IOException | RuntimeException | Error e) {
             arena.close();
             throw e;
         }

@@ -8,7 +8,6 @@ import dev.kvserve.runtime.ModelFile;
 import dev.kvserve.runtime.ModelFormatException;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -99,19 +98,8 @@ public final class HuggingFaceModel implements ModelFile {
     /**
      * Opens a checkpoint given its directory, or one of its {@code .safetensors} files (then only
      * that file is read), or its {@code model.safetensors.index.json}.
-     *
-     * @throws ModelFormatException         the checkpoint is not usable (message names the file)
-     * @throws java.io.UncheckedIOException a file cannot be read at all
      */
-    public static HuggingFaceModel open(Path path) {
-        try {
-            return openChecked(path);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + path + ": " + e, e);
-        }
-    }
-
-    private static HuggingFaceModel openChecked(Path path) throws IOException {
+    public static HuggingFaceModel open(Path path) throws IOException {
         Path directory;
         List<Path> weightFiles;
         if (Files.isDirectory(path)) {

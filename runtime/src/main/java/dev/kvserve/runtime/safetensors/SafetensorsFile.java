@@ -9,7 +9,6 @@ import dev.kvserve.kernels.GgmlType;
 import dev.kvserve.runtime.ModelFormatException;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -68,20 +67,12 @@ public final class SafetensorsFile implements AutoCloseable {
         this.tensors = Collections.unmodifiableMap(tensors);
     }
 
-    /**
-     * Maps {@code path} into an arena of its own, released by {@link #close()}.
-     *
-     * @throws ModelFormatException         the file is not usable safetensors
-     * @throws java.io.UncheckedIOException the file cannot be read at all
-     */
-    public static SafetensorsFile open(Path path) {
+    /** Maps {@code path} into an arena of its own, released by {@link #close()}. */
+    public static SafetensorsFile open(Path path) throws IOException {
         Arena arena = Arena.ofShared();
         try {
             return open(path, arena, true);
-        } catch (IOException e) {
-            arena.close();
-            throw new UncheckedIOException("cannot read " + path + ": " + e, e);
-        } catch (RuntimeException | Error e) {
+        } catch (IOException | RuntimeException | Error e) {
             arena.close();
             throw e;
         }
