@@ -129,7 +129,9 @@ public final class HashEviction implements EvictionPolicy {
             int row = queries.rows() - 1;
             int length = queries.firstPosition() + queries.rows();
             float[] r = projections[kv.layer()];
-            Retention.Protection keep = Retention.Protection.of(sinks, window.tokensFor(length), length, queries.firstPosition());
+            // before attention the new token must stay (it replaces the victim); after a prompt step only sinks and window are kept
+            int protectFrom = queries.rows() == 1 ? queries.firstPosition() : length;
+            Retention.Protection keep = Retention.Protection.of(sinks, window.tokensFor(length), length, protectFrom);
             int target = budget.tokensFor(length);
             for (int h = 0; h < g.kvHeads(); h++) {
                 if (!accumulated && kv.liveTokens(h) <= target) continue;
