@@ -73,8 +73,7 @@ public final class D2oEviction implements EvictionPolicy {
 
     @Override
     public int maxRetainedTokens(int layer, int tokens, int stepTokens) {
-        if (L2NormEviction.mightSkip(skip, layer)) return tokens + stepTokens;
-        // a layer's ratio can reach min(1, L·ρ); the layer count is unknown here, so bound by the sequence
+        // a layer's share is decided at run time and may reach the whole sequence (ratio clamp 1.0)
         return tokens + stepTokens;
     }
 
