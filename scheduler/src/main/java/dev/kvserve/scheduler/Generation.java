@@ -1,0 +1,3 @@
+package dev.kvserve.scheduler;
+
+final class Generation {}
