@@ -12,8 +12,10 @@ import java.util.Set;
  *
  * @param logprobs    report the chosen tokens' logprobs
  * @param topLogprobs alternatives per position (0..20), only with {@code logprobs}
+ * @param maxTokensParam which field gave the token limit ({@code max_completion_tokens} or the older {@code max_tokens}), for error messages
  */
-public record ChatRequest(List<ChatMessage> messages, SamplingOptions options, boolean logprobs, int topLogprobs) {
+public record ChatRequest(List<ChatMessage> messages, SamplingOptions options, boolean logprobs, int topLogprobs,
+                          String maxTokensParam) {
 
     public static final int MAX_TOP_LOGPROBS = 20;
     private static final Set<String> ROLES = Set.of("system", "developer", "user", "assistant", "tool");
@@ -54,7 +56,7 @@ public record ChatRequest(List<ChatMessage> messages, SamplingOptions options, b
                 throw ApiException.invalid("response_format", "only response_format {\"type\": \"text\"} is supported");
             }
         }
-        return new ChatRequest(messages, options, logprobs, top == null ? 0 : top);
+        return new ChatRequest(messages, options, logprobs, top == null ? 0 : top, maxField);
     }
 
     private static List<ChatMessage> messages(JsonNode messages) {

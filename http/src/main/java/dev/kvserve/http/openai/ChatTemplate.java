@@ -38,7 +38,11 @@ import java.util.Map;
 public final class ChatTemplate {
 
     private static final long MAX_OUTPUT_CHARS = 32L << 20;
-    private static final Jinjava JINJAVA = newJinjava();
+
+    /** Built on first use: Jinjava takes a while to start, and models without a template never need it. */
+    private static final class Renderer {
+        static final Jinjava JINJAVA = newJinjava();
+    }
 
     // strftime_now is a static function to Jinjava; the clock of the template being rendered on
     // this thread is how a test pins "now".
@@ -92,7 +96,7 @@ public final class ChatTemplate {
         RenderResult result;
         RENDER_CLOCK.set(clock);
         try {
-            result = JINJAVA.renderForResult(source, bindings);
+            result = Renderer.JINJAVA.renderForResult(source, bindings);
         } catch (TemplateRaised e) {
             throw ApiException.invalid("messages", "chat template: " + e.getMessage());
         } catch (RuntimeException e) {
