@@ -37,7 +37,7 @@ class HttpErrorsTest {
     static void stop() {
         server.close();
         backend.close();
-        client.close();
+        client.shutdownNow();
     }
 
     static HttpResponse<String> send(String method, String path, String contentType, String body) throws Exception {

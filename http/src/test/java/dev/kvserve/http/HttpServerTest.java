@@ -37,7 +37,7 @@ class HttpServerTest {
     static void stop() {
         server.close();
         backend.close();
-        client.close();
+        client.shutdownNow();
     }
 
     @BeforeEach

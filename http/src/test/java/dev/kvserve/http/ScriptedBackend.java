@@ -65,6 +65,12 @@ final class ScriptedBackend implements ServingBackend {
         steps.drainPermits();
     }
 
+    /** Lets exactly {@code n} more steps run, then holds again. */
+    void allowSteps(int n) {
+        steps.drainPermits();
+        steps.release(n);
+    }
+
     void release() {
         steps.release(Integer.MAX_VALUE - steps.availablePermits());
     }
