@@ -9,12 +9,16 @@ import java.util.Map;
  * blocks half-way through one. Policies travel as spec strings so that the scheduler does not
  * depend on how a pool represents them.
  *
- * <p>Used from the engine thread only (stats are read from snapshots the engine publishes).
+ * <p>Used from the engine thread only, except {@link #canonical}, {@link #bytesFor} and
+ * {@link #capacityBytes}, which are pure and may be called by any thread (request validation).
  */
 interface KvSpace extends AutoCloseable {
 
-    /** Checks a policy spec; throws IllegalArgumentException naming what is wrong. */
-    void validatePolicy(String policy);
+    /**
+     * Checks a policy spec and returns its canonical form (equal policies, equal strings); throws
+     * IllegalArgumentException naming what is wrong.
+     */
+    String canonical(String policy);
 
     /** Bytes a sequence of {@code tokens} positions holds under {@code policy}, as the pool rounds them (compressed). */
     long bytesFor(String policy, int tokens);
