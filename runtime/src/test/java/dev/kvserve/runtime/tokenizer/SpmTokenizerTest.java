@@ -29,11 +29,10 @@ class SpmTokenizerTest {
 
     /** llm_tokenizer_spm written the slow obvious way: merge the best-scoring pair, leftmost on ties. */
     private static List<Integer> naiveSpm(Map<String, Object> md, String text) {
-        @SuppressWarnings("unchecked")
-        List<String> pieces = (List<String>) md.get("tokenizer.ggml.tokens");
+        String[] pieces = (String[]) md.get("tokenizer.ggml.tokens");
         float[] scores = (float[]) md.get("tokenizer.ggml.scores");
         Map<String, Integer> ids = new HashMap<>();
-        for (int i = 0; i < pieces.size(); i++) ids.put(pieces.get(i), i);
+        for (int i = 0; i < pieces.length; i++) ids.put(pieces[i], i);
         String escaped = (" " + text).replace(' ', '\u2581');
         List<String> symbols = new ArrayList<>();
         escaped.codePoints().forEach(cp -> symbols.add(new String(Character.toChars(cp))));
@@ -148,7 +147,8 @@ class SpmTokenizerTest {
         for (float s : scores) boxedScores.add((double) s);
         md.put("tokenizer.ggml.scores", boxedScores);
         md.put("tokenizer.ggml.token_type", java.util.Arrays.stream((int[]) md.get("tokenizer.ggml.token_type")).boxed().toList());
-        md.put("tokenizer.ggml.tokens", ((List<?>) md.get("tokenizer.ggml.tokens")).toArray(new String[0]));
+        md.put("tokenizer.ggml.tokens", List.of((String[]) md.get("tokenizer.ggml.tokens")));
+        md.put("tokenizer.ggml.bos_token_id", 1);
         Tokenizer t = Tokenizers.fromGgufMetadata(md);
         assertThat(t.encode("Once upon a time")).containsExactly(stories260k.encode("Once upon a time"));
         md.put("tokenizer.ggml.scores", "not an array");
