@@ -27,6 +27,7 @@ public final class Sampler {
     private int[] occurrences = new int[0];
     private int[] candidates = new int[0];
     private long[] sortKeys = new long[0];
+    private double[] weightBuffer = new double[1];
 
     public Sampler(SamplingParams params) {
         if (params == null) {
@@ -161,7 +162,10 @@ public final class Sampler {
         for (int i = 0; i < kept; i++) {
             max = Math.max(max, values[candidates[i]]);
         }
-        double[] weights = new double[kept + 1];
+        if (weightBuffer.length < kept + 1) {
+            weightBuffer = new double[kept + 1];
+        }
+        double[] weights = weightBuffer;
         double total = 0;
         double inverseTemperature = 1.0 / params.temperature();
         for (int i = 0; i < kept; i++) {
