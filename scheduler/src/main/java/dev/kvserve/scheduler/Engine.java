@@ -1,6 +1,11 @@
 package dev.kvserve.scheduler;
 
+import dev.kvserve.kernels.Backend;
+import dev.kvserve.kernels.Backends;
+import dev.kvserve.kvcache.KvCacheManager;
 import dev.kvserve.kvcache.KvGeometry;
+import dev.kvserve.runtime.model.DefaultModel;
+import dev.kvserve.runtime.model.LlamaModel;
 import dev.kvserve.runtime.tokenizer.Tokenizer;
 import java.nio.file.Path;
 import java.util.Objects;
@@ -33,15 +38,6 @@ import java.util.concurrent.atomic.AtomicLong;
  * wherever the pool and policy allow it.
  */
 public final class Engine implements AutoCloseable {
-
-    /**
-     * Classpath resource of the embedded default model. Set by the lead to where the build puts
-     * stories260K.gguf; the system property {@value #MODEL_PROPERTY} (a file path) overrides it.
-     */
-    public static final String DEFAULT_MODEL_RESOURCE = "/dev/kvserve/models/stories260K.gguf";
-
-    /** System property naming the default model file, used by {@link Builder#defaultModel()} before the resource. */
-    public static final String MODEL_PROPERTY = "kvserve.model";
 
     /** KV policy for requests that name none and builders that set none: uncompressed fp16. */
     public static final String DEFAULT_KV_POLICY = "fp16";
@@ -276,7 +272,7 @@ public final class Engine implements AutoCloseable {
             return this;
         }
 
-        /** The embedded default model (stories260K): {@value #MODEL_PROPERTY} if set, else {@link #DEFAULT_MODEL_RESOURCE}. */
+        /** The embedded default model, {@link DefaultModel} (stories260K); also what a builder without a model uses. */
         public Builder defaultModel() {
             this.model = null;
             this.defaultModel = true;
@@ -333,7 +329,36 @@ public final class Engine implements AutoCloseable {
             return this;
         }
 
-        /** Engine over already-built parts (tests, and the model loading below). */
+        /**
+         * Loads the model onto the backend, sizes the KV pool and starts the engine thread.
+         *
+         * @throws IllegalArgumentException for a bad setting (policy, budget below one block, ...)
+         * @throws java.io.UncheckedIOException when the model cannot be read
+         */
+        public Engine build() {
+            if (maxTokensPerStep < maxBatch) {
+                throw new IllegalArgumentException("maxTokensPerStep (" + maxTokensPerStep + ") must be at least maxBatch ("
+                        + maxBatch + ") so every running sequence can decode each step");
+            }
+            Path path = defaultModel || model == null ? DefaultModel.path() : model;
+            Backend compute = Backends.select(backend, threads);
+            LlamaModel llama = null;
+            KvCacheManager kv = null;
+            try {
+                llama = LlamaModel.load(path, compute, threads);
+                kv = new KvCacheManager(llama.kvGeometry(), kvBudget);
+                var parts = new Parts(new LlamaStepModel(llama, compute), new PagedKvSpace(kv), llama.tokenizer(),
+                        SamplerPicker.factory(llama.tokenizer()), llama.name(), llama.chatTemplate(), null);
+                return build(parts);
+            } catch (RuntimeException | Error e) {
+                if (kv != null) kv.close();
+                if (llama != null) llama.close();
+                compute.close();
+                throw e;
+            }
+        }
+
+        /** Engine over already-built parts (tests, and {@link #build()}). */
         Engine build(Parts parts) {
             return new Engine(parts, kvPolicy, maxBatch, maxTokensPerStep, maxWaiting);
         }

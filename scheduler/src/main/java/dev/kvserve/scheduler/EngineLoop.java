@@ -1,5 +1,6 @@
 package dev.kvserve.scheduler;
 
+import dev.kvserve.kvcache.KvBudgetExceededException;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -143,6 +144,18 @@ final class EngineLoop implements Runnable {
         float[][] logits;
         try {
             logits = model.forward(chunks);
+        } catch (KvBudgetExceededException outOfSpace) {
+            // The plan's promise fell short (a format's byte count is exact only in steady state)
+            // and the step's caches are half written: recompute them later, or, if one sequence
+            // alone does not fit, end it where the budget ends it.
+            if (plan.items().size() == 1 && scheduler.runningCount() == 1) {
+                plan.items().getFirst().seq().generation.end(FinishReason.LENGTH);
+            } else {
+                var stepSequences = plan.items().stream().map(Scheduler.Item::seq).toList();
+                scheduler.preempt(stepSequences);
+                counters.preemptions.add(stepSequences.size());
+            }
+            return;
         } catch (RuntimeException stepFailed) {
             // Half-written caches cannot be trusted: these requests fail, everyone else carries on.
             for (Scheduler.Item item : plan.items()) item.seq().generation.fail(stepFailed);

@@ -57,7 +57,7 @@ final class Generation {
      * (or the listener throws), the sequence's blocks are freed before the caller hears of it.
      */
     void accept(float[] logits, long nowNanos, EngineCounters counters) {
-        int token = picker.pick(logits);
+        int token = picker.pick(logits, sequence);
         TokenLogprob logprob = picker.lastLogprob();
         sequence.append(token);
         if (logprob != null) logprobs.add(logprob);

@@ -33,10 +33,14 @@ interface KvSpace extends AutoCloseable {
     SequenceKv open(String policy);
 
     /**
-     * Makes sure the next {@code tokens} positions of {@code kv} can be stored without allocating
-     * during the step. Returns false, holding nothing more, when the pool cannot.
+     * Makes sure the next {@code tokens} positions of {@code kv} can be stored in the coming step
+     * without exceeding the budget (allocating now, or promising the bytes). Returns false, holding
+     * and promising nothing more, when the pool cannot.
      */
     boolean reserve(SequenceKv kv, int tokens);
+
+    /** A new plan starts: promises made for the previous step have become allocations (or lapsed). */
+    default void settle() {}
 
     /**
      * A new cache whose first {@code tokens} positions share {@code parent}'s blocks (copy-on-write),

@@ -6,8 +6,8 @@ package dev.kvserve.scheduler;
  */
 interface TokenPicker {
 
-    /** The next token from this step's logits (which the picker may modify). */
-    int pick(float[] logits);
+    /** The next token from this step's logits; {@code sequence} holds the prompt and the tokens generated so far. */
+    int pick(float[] logits, Sequence sequence);
 
     /** Log-probability info of the token {@link #pick} returned last, or null when the request asked for none. */
     TokenLogprob lastLogprob();

@@ -23,7 +23,7 @@ final class SeededPicker implements TokenPicker {
     }
 
     @Override
-    public int pick(float[] logits) {
+    public int pick(float[] logits, Sequence sequence) {
         double[] logSoftmax = logSoftmax(logits, 1);
         int chosen;
         if (request.temperature() == 0) {
