@@ -9,12 +9,16 @@ import java.util.Map;
  * blocks half-way through one. Policies travel as spec strings so that the scheduler does not
  * depend on how a pool represents them.
  *
- * <p>Used from the engine thread only (stats are read from snapshots the engine publishes).
+ * <p>Used from the engine thread only, except {@link #canonical}, {@link #bytesFor} and
+ * {@link #capacityBytes}, which are pure and may be called by any thread (request validation).
  */
 interface KvSpace extends AutoCloseable {
 
-    /** Checks a policy spec; throws IllegalArgumentException naming what is wrong. */
-    void validatePolicy(String policy);
+    /**
+     * Checks a policy spec and returns its canonical form (equal policies, equal strings); throws
+     * IllegalArgumentException naming what is wrong.
+     */
+    String canonical(String policy);
 
     /** Bytes a sequence of {@code tokens} positions holds under {@code policy}, as the pool rounds them (compressed). */
     long bytesFor(String policy, int tokens);
@@ -29,10 +33,14 @@ interface KvSpace extends AutoCloseable {
     SequenceKv open(String policy);
 
     /**
-     * Makes sure the next {@code tokens} positions of {@code kv} can be stored without allocating
-     * during the step. Returns false, holding nothing more, when the pool cannot.
+     * Makes sure the next {@code tokens} positions of {@code kv} can be stored in the coming step
+     * without exceeding the budget (allocating now, or promising the bytes). Returns false, holding
+     * and promising nothing more, when the pool cannot.
      */
     boolean reserve(SequenceKv kv, int tokens);
+
+    /** A new plan starts: promises made for the previous step have become allocations (or lapsed). */
+    default void settle() {}
 
     /**
      * A new cache whose first {@code tokens} positions share {@code parent}'s blocks (copy-on-write),

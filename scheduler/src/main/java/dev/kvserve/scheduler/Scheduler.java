@@ -95,12 +95,27 @@ final class Scheduler {
         seq.finish();
     }
 
+    /**
+     * Sends running sequences back to the waiting queue (blocks freed, recomputed later), in
+     * arrival order at its front: for a step that ran out of KV space half-way.
+     */
+    void preempt(List<Sequence> sequences) {
+        var latestFirst = new ArrayList<>(sequences);
+        latestFirst.sort((a, b) -> Long.compare(b.arrival, a.arrival));
+        for (Sequence seq : latestFirst) {
+            if (!running.remove(seq)) continue;
+            seq.preempt();
+            waiting.addFirst(seq);
+        }
+    }
+
     /** Records that the model computed the plan's tokens. */
     void completed(Plan plan) {
         for (Item item : plan.items()) item.seq().computed(item.count());
     }
 
     Plan schedule() {
+        pool.settle();
         var items = new ArrayList<Item>();
         var preempted = new ArrayList<Sequence>();
         var exhausted = new ArrayList<Sequence>();

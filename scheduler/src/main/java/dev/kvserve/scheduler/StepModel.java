@@ -1,5 +1,6 @@
 package dev.kvserve.scheduler;
 
+import dev.kvserve.kvcache.KvGeometry;
 import dev.kvserve.kvcache.SequenceKv;
 import java.util.List;
 
@@ -15,6 +16,9 @@ interface StepModel extends AutoCloseable {
 
     /** Width of a logits row. */
     int vocabSize();
+
+    /** Shape of the model's KV cache (what an uncompressed fp16 cache would take per token, for stats). */
+    KvGeometry kvGeometry();
 
     /** One step over all chunks; {@code result[i]} is the float[vocabSize()] of chunk i's last token. */
     float[][] forward(List<Chunk> chunks);

@@ -27,6 +27,8 @@ final class BlockPool implements KvSpace {
 
     private final class Block {
         final long bytes;
+        /** What the "model" stored at each position, so forks and recomputation can be checked. */
+        final int[] tokens = new int[blockTokens];
         int refs = 1;
 
         Block(long bytes) {
@@ -64,6 +66,25 @@ final class BlockPool implements KvSpace {
             length += tokens;
         }
 
+        /** Stores a step's tokens at positions length.. (what a real model's K/V would be), then advances. */
+        void write(int[] stepTokens) {
+            if (length + stepTokens.length > blocks.size() * blockTokens) {
+                throw new IllegalStateException("write past reserved blocks: " + (length + stepTokens.length) + " > " + blocks.size() * blockTokens);
+            }
+            for (int i = 0; i < stepTokens.length; i++) {
+                Block block = blocks.get((length + i) / blockTokens);
+                if (block.refs > 1) throw new IllegalStateException("write into a block shared with another sequence");
+                block.tokens[(length + i) % blockTokens] = stepTokens[i];
+            }
+            advance(stepTokens.length);
+        }
+
+        int[] history() {
+            int[] out = new int[length];
+            for (int i = 0; i < length; i++) out[i] = blocks.get(i / blockTokens).tokens[i % blockTokens];
+            return out;
+        }
+
         @Override public long bytesHeld() {
             long b = 0;
             for (Block block : blocks) b += block.bytes;
@@ -87,8 +108,9 @@ final class BlockPool implements KvSpace {
 
     long blocksUsed() { return blocksUsed; }
 
-    @Override public void validatePolicy(String policy) {
-        if (!bytesPerToken.containsKey(policy)) throw new IllegalArgumentException("unknown policy " + policy);
+    @Override public String canonical(String policy) {
+        if (!bytesPerToken.containsKey(policy.trim())) throw new IllegalArgumentException("unknown KV policy '" + policy + "'");
+        return policy.trim();
     }
 
     @Override public long bytesFor(String policy, int tokens) {
@@ -100,8 +122,7 @@ final class BlockPool implements KvSpace {
     @Override public long freeBytes() { return capacity - used; }
 
     @Override public SequenceKv open(String policy) {
-        validatePolicy(policy);
-        return new Cache(policy);
+        return new Cache(canonical(policy));
     }
 
     @Override public boolean reserve(SequenceKv kv, int tokens) {
