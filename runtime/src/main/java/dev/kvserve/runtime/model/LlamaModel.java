@@ -95,7 +95,13 @@ public final class LlamaModel implements AutoCloseable {
         try {
             int vocab = require(file.tensors(), "token_embd.weight").rows();
             String fallbackName = path.getFileName().toString().replaceFirst("\\.gguf$", "");
-            ModelConfig config = ModelConfig.fromMetadata(file.metadata(), vocab, fallbackName);
+            WeightTensor freqs = file.tensors().get("rope_freqs.weight");
+            if (freqs != null && freqs.type() != dev.kvserve.kernels.GgmlType.F32) {
+                throw new IllegalArgumentException("rope_freqs.weight must be F32, found " + freqs.type());
+            }
+            float[] factors = freqs == null ? null
+                    : freqs.data().asSlice(0, freqs.elements() * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT);
+            ModelConfig config = ModelConfig.fromMetadata(file.metadata(), vocab, fallbackName, factors);
             Tokenizer tokenizer = tokenizerOf(file.metadata());
             return new LlamaModel(file, config, tokenizer, backend, attentionFactory);
         } catch (RuntimeException e) {
