@@ -396,7 +396,7 @@ public final class CudaDriver {
 
         MethodHandle bind(String name, java.lang.foreign.MemoryLayout result, java.lang.foreign.MemoryLayout... args) {
             MemorySegment symbol = lookup.find(name).orElseThrow(() -> new CudaException(
-                    library + " has no " + name + " (driver older than CUDA 12?)"));
+                    library + " has no " + name + " (not a CUDA driver, or one older than CUDA 12)"));
             return Linker.nativeLinker().downcallHandle(symbol, FunctionDescriptor.of(result, args));
         }
 

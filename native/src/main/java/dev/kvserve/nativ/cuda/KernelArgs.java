@@ -5,8 +5,8 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -61,13 +61,14 @@ public final class KernelArgs {
     }
 
     /**
-     * Writes the values and the pointer array into {@code arena} and returns the pointer array.
-     * Both must stay alive until the launch call returns (the driver copies them during it).
+     * Writes the values and the pointer array with {@code allocator} (an arena, or a slicing
+     * allocator over a reused buffer) and returns the pointer array. Both must stay valid until the
+     * launch call returns; the driver copies the values during it.
      */
-    public MemorySegment pack(Arena arena) {
+    public MemorySegment pack(SegmentAllocator allocator) {
         int n = kinds.size();
-        MemorySegment values = arena.allocate((long) SLOT_BYTES * Math.max(n, 1), SLOT_BYTES);
-        MemorySegment pointers = arena.allocate(ADDRESS, Math.max(n, 1));
+        MemorySegment values = allocator.allocate((long) SLOT_BYTES * Math.max(n, 1), SLOT_BYTES);
+        MemorySegment pointers = allocator.allocate(ADDRESS, Math.max(n, 1));
         for (int i = 0; i < n; i++) {
             long offset = (long) SLOT_BYTES * i;
             switch (kinds.get(i)) {
