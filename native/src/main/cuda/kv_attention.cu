@@ -42,7 +42,7 @@ KV_DEV void kv_write(uint8_t* pool, const float* src, const int* slots, int H, i
                 if (s > 0.0f) q = max(-127, min(127, (int) rintf(xg[c] / s)));
                 codes[c] = (int8_t) q;
             }
-            if (lane == 0) reinterpret_cast<uint16_t*>(head + (long long) B * D)[t * groups + g] = sh;
+            if (lane == 0) reinterpret_cast<uint16_t*>(head + kv_params_offset(B, D))[t * groups + g] = sh;
         } else {   // KV_I4: lanes take channel pairs so that each writes whole bytes
             float mn = INFINITY, mx = -INFINITY;
             for (int c = lane; c < Gq; c += 32) {
@@ -64,7 +64,7 @@ KV_DEV void kv_write(uint8_t* pool, const float* src, const int* slots, int H, i
                 codes[p] = (uint8_t) (q0 | (q1 << 4));
             }
             if (lane == 0) {
-                uint16_t* params = reinterpret_cast<uint16_t*>(head + (long long) B * (D >> 1)) + 2 * (t * groups + g);
+                uint16_t* params = reinterpret_cast<uint16_t*>(head + kv_params_offset(B, D >> 1)) + 2 * (t * groups + g);
                 params[0] = sh;
                 params[1] = mh;
             }

@@ -5,10 +5,11 @@
 //
 //   F32   token t, channel c at float  [t*D + c]
 //   F16   token t, channel c at fp16   [t*D + c]
-//   INT8  codes: int8 [t*D + c]; then, after B*D bytes, one fp16 scale per (token, group of Gq
-//         channels) at [t*(D/Gq) + c/Gq]. Symmetric: x = code * scale, scale = absmax / 127.
-//   INT4  codes: byte [t*D/2 + c/2], even channel in the low nibble; then, after B*D/2 bytes, an
-//         fp16 (scale, min) pair per (token, group) at pair index [t*(D/Gq) + c/Gq].
+//   INT8  codes: int8 [t*D + c]; then, from the parameter offset P = roundUp16(B*D), one fp16
+//         scale per (token, group of Gq channels) at [t*(D/Gq) + c/Gq].
+//         Symmetric: x = code * scale, scale = absmax / 127.
+//   INT4  codes: byte [t*D/2 + c/2], even channel in the low nibble; then, from P = roundUp16(B*D/2),
+//         an fp16 (scale, min) pair per (token, group) at pair index [t*(D/Gq) + c/Gq].
 //         Asymmetric: x = code * scale + min, scale = (max - min) / 15.
 //
 // Head h of block b starts at pool + b*blockBytes + h*headBytes. A token's "slot" is b*B + t; a
@@ -22,6 +23,12 @@
 #define KV_F16 1
 #define KV_I8 2
 #define KV_I4 3
+
+// Start of the quantization parameters inside a head: after the codes, 16-byte aligned so that the
+// fp16 loads are aligned whatever B and D are.
+KV_DEV long long kv_params_offset(int B, int codeBytesPerToken) {
+    return ((long long) B * codeBytesPerToken + 15) & ~15ll;
+}
 
 template <int F> struct KvTok;
 
@@ -43,7 +50,7 @@ template <> struct KvTok<KV_I8> {
     int gq;
     KV_DEV KvTok(const uint8_t* head, int t, int B, int D, int Gq)
         : codes(reinterpret_cast<const int8_t*>(head) + t * D),
-          scales(reinterpret_cast<const uint16_t*>(head + (long long) B * D) + t * (D / Gq)), gq(Gq) {}
+          scales(reinterpret_cast<const uint16_t*>(head + kv_params_offset(B, D)) + t * (D / Gq)), gq(Gq) {}
     KV_DEV float operator()(int c) const { return (float) codes[c] * f16_to_f32(scales[c / gq]); }
 };
 
@@ -53,7 +60,7 @@ template <> struct KvTok<KV_I4> {
     int gq;
     KV_DEV KvTok(const uint8_t* head, int t, int B, int D, int Gq)
         : codes(head + t * (D >> 1)),
-          params(reinterpret_cast<const uint16_t*>(head + (long long) B * (D >> 1)) + 2 * t * (D / Gq)), gq(Gq) {}
+          params(reinterpret_cast<const uint16_t*>(head + kv_params_offset(B, D >> 1)) + 2 * t * (D / Gq)), gq(Gq) {}
     KV_DEV float operator()(int c) const {
         const uint8_t byte = codes[c >> 1];
         const int q = (c & 1) ? (byte >> 4) : (byte & 0xF);

@@ -106,6 +106,16 @@ public final class CudaBackend implements Backend {
      * {@code bytes}; returns its device address.
      */
     long requireDevice(MemorySegment buffer, long bytes, String what) {
+        return requireDevice(buffer, bytes, 4, what);
+    }
+
+    /** As {@link #requireDevice(MemorySegment, long, String)}, also requiring {@code alignment}. */
+    long requireDevice(MemorySegment buffer, long bytes, int alignment, String what) {
+        // The emulator tolerates misaligned loads; a GPU faults on them and loses its context.
+        if (buffer.address() % alignment != 0) {
+            throw new IllegalArgumentException(what + " at 0x" + Long.toHexString(buffer.address())
+                    + " is not aligned to " + alignment + " bytes");
+        }
         if (buffer.byteSize() < bytes) {
             throw new IllegalArgumentException(what + " has " + buffer.byteSize() + " bytes, needs " + bytes);
         }
@@ -119,7 +129,9 @@ public final class CudaBackend implements Backend {
     }
 
     long requireWeight(WeightTensor w, String what) {
-        return requireDevice(w.data(), w.rowBytes() * w.rows(), what + " " + w.name());
+        // ggml blocks hold fp16 fields at even offsets; F32 rows need 4-byte alignment
+        int alignment = w.type() == GgmlType.F32 ? 4 : 2;
+        return requireDevice(w.data(), w.rowBytes() * w.rows(), alignment, what + " " + w.name());
     }
 
     @Override

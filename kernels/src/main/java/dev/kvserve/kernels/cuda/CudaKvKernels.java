@@ -35,7 +35,7 @@ public final class CudaKvKernels {
         if (pool.byteSize() < layout.blockBytes()) {
             throw new IllegalArgumentException(what + " of " + pool.byteSize() + " bytes holds no block of " + layout.blockBytes());
         }
-        backend.requireDevice(pool, pool.byteSize(), what);
+        backend.requireDevice(pool, pool.byteSize(), 16, what);
         return Math.toIntExact(pool.byteSize() / layout.blockBytes());
     }
 
@@ -157,7 +157,7 @@ public final class CudaKvKernels {
         if (rows <= 0) return;
         long xp = backend.requireDevice(x, 4L * rows * heads * headDim, "simhash input");
         long pp = backend.requireDevice(proj, 4L * ((heads - 1) * projHeadStride + (long) bits * headDim), "simhash projection");
-        long op = backend.requireDevice(out, 8L * rows * heads, "simhash output");
+        long op = backend.requireDevice(out, 8L * rows * heads, 8, "simhash output");
         KernelArgs args = new KernelArgs().ptr(xp).i32(heads).i32(headDim).ptr(pp).i64(projHeadStride).i32(bits).ptr(op);
         backend.kernels().launch(Kernels.SIMHASH, rows, heads, 1, args);
     }
@@ -174,11 +174,11 @@ public final class CudaKvKernels {
         if (n <= 0) return;
         int H = layout.kvHeads(), B = layout.blockTokens();
         if (heads % H != 0) throw new IllegalArgumentException(heads + " query heads do not group over " + H);
-        long qp = backend.requireDevice(querySigs, 8L * heads, "query signatures");
+        long qp = backend.requireDevice(querySigs, 8L * heads, 8, "query signatures");
         int nb = (n + B - 1) / B;
         int maxBlock = 0;
         for (int i = 0; i < nb; i++) maxBlock = Math.max(maxBlock, blockTable[i]);
-        long kp = backend.requireDevice(keySigs, 8L * (maxBlock + 1) * B * H, "key signatures");
+        long kp = backend.requireDevice(keySigs, 8L * (maxBlock + 1) * B * H, 8, "key signatures");
         long op = backend.requireDevice(out, 4L * H * n, "hamming output");
         MemorySegment table = backend.uploadInts("hamming.table", blockTable, nb);
         KernelArgs args = new KernelArgs().ptr(qp).ptr(kp).ptr(table).i32(n).i32(heads).i32(H).i32(B)

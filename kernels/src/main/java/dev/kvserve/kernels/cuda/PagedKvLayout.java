@@ -7,10 +7,11 @@ package dev.kvserve.kernels.cuda;
  * b*blockTokens .. b*blockTokens + blockTokens - 1 of every KV head, head h at byte
  * {@code b*blockBytes() + h*headBytes()}. Within a head: F32/F16 store token t's channel c at
  * element t*headDim + c. INT8 stores int8 codes [t*headDim + c], then from byte
- * blockTokens*headDim an fp16 scale per (token, group) at index t*(headDim/group) + c/group;
- * x = code * scale with scale = fp16(absmax / 127) and code = clamp(rint(x / scale), ±127).
- * INT4 stores a byte per channel pair [t*headDim/2 + c/2] (even channel in the low nibble), then
- * from byte blockTokens*headDim/2 an fp16 (scale, min) pair per (token, group); x = code*scale + min
+ * {@link #paramsOffset()} (blockTokens*headDim rounded up to 16) an fp16 scale per (token, group)
+ * at index t*(headDim/group) + c/group; x = code * scale with scale = fp16(absmax / 127) and
+ * code = clamp(rint(x / scale), ±127). INT4 stores a byte per channel pair [t*headDim/2 + c/2]
+ * (even channel in the low nibble), then from {@link #paramsOffset()} (blockTokens*headDim/2
+ * rounded up to 16) an fp16 (scale, min) pair per (token, group); x = code*scale + min
  * with scale = fp16((max - min) / 15), min = fp16(min), code = clamp(rint((x - min) / scale), 0, 15).
  * Quantization parameters depend on the token alone, so appending never rewrites older tokens.
  *
@@ -60,10 +61,18 @@ public record PagedKvLayout(KvFormat format, int blockTokens, int kvHeads, int h
         };
     }
 
+    /** Byte offset of the quantization parameters inside a head: the codes' size rounded up to 16. */
+    public long paramsOffset() {
+        return roundUp16(blockTokens * codeBytesPerToken());
+    }
+
     /** Bytes of one head of one block, rounded up to 16. */
     public long headBytes() {
-        long raw = blockTokens * (codeBytesPerToken() + paramBytesPerToken());
-        return (raw + 15) / 16 * 16;
+        return roundUp16(paramsOffset() + blockTokens * paramBytesPerToken());
+    }
+
+    private static long roundUp16(long bytes) {
+        return (bytes + 15) / 16 * 16;
     }
 
     public long blockBytes() {

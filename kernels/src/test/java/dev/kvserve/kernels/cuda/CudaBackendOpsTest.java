@@ -282,6 +282,8 @@ class CudaBackendOpsTest {
                     .hasMessageContaining("not device memory");
             assertThatThrownBy(() -> b.add(dev, dev, 17)).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("needs 68");
+            assertThatThrownBy(() -> b.add(dev.asSlice(2, 32), dev, 8)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("not aligned");
             WeightTensor q5 = new WeightTensor("q5", GgmlType.Q5_0, new long[] {32, 1}, arena.allocate(22));
             assertThatThrownBy(() -> b.upload(q5)).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("Q5_0");

@@ -39,17 +39,24 @@ class CudaKvKernelsTest {
         return TestDevices.names().flatMap(d -> Arrays.stream(KvFormat.values()).map(f -> Arguments.of(d, f)));
     }
 
+    static Stream<Arguments> writeLayouts() {
+        return TestDevices.names().flatMap(d -> Arrays.stream(KvFormat.values()).flatMap(f -> Stream.of(
+                Arguments.of(d, new PagedKvLayout(f, 16, 2, 64, 32)),
+                // 5 tokens of 6 code bytes: the parameters start at the 16-byte boundary after 30 bytes
+                Arguments.of(d, new PagedKvLayout(f, 5, 3, 12, 6)))));
+    }
+
     /** Stores rows into scattered slots; the pool's bytes decode to exactly the reference round trip. */
     @ParameterizedTest(name = "{0} {1}")
-    @MethodSource("formats")
-    void writeStoresTheReferenceQuantizationInTheDocumentedLayout(String device, KvFormat format) {
+    @MethodSource("writeLayouts")
+    void writeStoresTheReferenceQuantizationInTheDocumentedLayout(String device, PagedKvLayout l) {
         CudaBackend b = TestDevices.backend(device);
-        PagedKvLayout l = new PagedKvLayout(format, 16, 2, 64, 32);
+        KvFormat format = l.format();
         Random rnd = new Random(23 + format.ordinal());
-        int rows = 5, width = l.kvHeads() * l.headDim();
-        int[] slots = {0, 17, 95, -1, 40};
+        int rows = 5, width = l.kvHeads() * l.headDim(), capacity = 6 * l.blockTokens();
+        int[] slots = {0, 17 % capacity, capacity - 1, -1, 23 % capacity};
         float[] src = gaussian(rnd, rows * width, 1.5f);
-        Arrays.fill(src, width, width + 32, 0.7f);   // a constant group: zero scale
+        Arrays.fill(src, width, width + l.group(), 0.7f);   // a constant group: zero scale
         MemorySegment pool = b.kv().allocatePool(l, 6);
         b.kv().write(l, pool, floats(b, src), slots, rows);
         byte[] bytes = readBytes(b, pool);
@@ -62,8 +69,8 @@ class CudaKvKernelsTest {
             }
         }
         assertThat(KvReference.read(l, bytes, 1, 1)).containsOnly(0f);   // never written
-        assertThatThrownBy(() -> b.kv().write(l, pool, floats(b, src), new int[] {96}, 1))
-                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("slot 96");
+        assertThatThrownBy(() -> b.kv().write(l, pool, floats(b, src), new int[] {capacity}, 1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("slot " + capacity);
     }
 
     record AttentionCase(KvFormat format, int headDim, int kvHeads, int heads, int group) {}

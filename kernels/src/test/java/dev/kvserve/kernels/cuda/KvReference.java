@@ -60,13 +60,13 @@ final class KvReference {
                 case F16 -> Float.float16ToFloat(buf.getShort(head + 2 * (t * D + c)));
                 case INT8 -> {
                     int code = buf.get(head + t * D + c);
-                    float s = Float.float16ToFloat(buf.getShort(head + B * D + 2 * (t * groups + c / l.group())));
+                    float s = Float.float16ToFloat(buf.getShort(head + (int) l.paramsOffset() + 2 * (t * groups + c / l.group())));
                     yield code * s;
                 }
                 case INT4 -> {
                     int b = buf.get(head + t * (D / 2) + c / 2) & 0xFF;
                     int code = (c & 1) == 1 ? b >> 4 : b & 0xF;
-                    int p = head + B * (D / 2) + 4 * (t * groups + c / l.group());
+                    int p = head + (int) l.paramsOffset() + 4 * (t * groups + c / l.group());
                     float s = Float.float16ToFloat(buf.getShort(p)), m = Float.float16ToFloat(buf.getShort(p + 2));
                     yield code * s + m;
                 }
