@@ -24,7 +24,7 @@ flags="--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xm
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || true; } | tee "$out/gpu.txt"
 
 "$JAVA" $flags -Dkvserve.test.devices=cuda -jar "$g/lib/junit-platform-console-standalone.jar" execute \
-  --class-path "$cp" --disable-banner --details=tree --reports-dir "$out/junit" \
+  --class-path "$cp" --disable-banner --disable-ansi-colors --details=tree --reports-dir "$out/junit" \
   --select-class dev.kvserve.nativ.cuda.CudaProbeTest \
   --select-class dev.kvserve.nativ.cuda.KernelArgsTest \
   --select-class dev.kvserve.kernels.cuda.KernelCatalogTest \
@@ -33,6 +33,12 @@ flags="--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xm
   --select-class dev.kvserve.kernels.cuda.CudaVsCpuBackendTest \
   --select-class dev.kvserve.kernels.BackendsTest 2>&1 | tee "$out/tests.txt"
 tests=${PIPESTATUS[0]}
+# On a GPU machine every selected test must run: an aborted (skipped) one means the device was not usable.
+aborted=$(sed -n 's/.*\[ *\([0-9][0-9]*\) tests aborted.*/\1/p' "$out/tests.txt")
+if [ "${aborted:-0}" != "0" ]; then
+  echo "gpu-check: $aborted tests were skipped; see their reasons in $out/tests.txt" >&2
+  [ "$tests" = "0" ] && tests=3
+fi
 
 "$JAVA" $flags -cp "$cp" dev.kvserve.kernels.cuda.CudaDecodeBench --out "$out/bench.txt" "$@" 2>&1 | tee "$out/bench.log"
 exit "$tests"
