@@ -135,7 +135,13 @@ final class Scheduler {
                 if (budget == 0) break;
                 if (seq.state() != phase) continue;
                 int chunk = Math.min(seq.pending(), budget);
-                if (makeRoom(seq, chunk, items, preempted)) {
+                boolean room = makeRoom(seq, chunk, items, preempted);
+                // Nobody later is left to preempt: a smaller prefill chunk may still fit.
+                while (!room && chunk > 1) {
+                    chunk = (chunk + 1) / 2;
+                    room = pool.reserve(seq.kv(), chunk);
+                }
+                if (room) {
                     items.add(new Item(seq, seq.computed(), chunk, chunk == seq.pending()));
                 } else if (i == 0) {
                     // Alone in the pool and still no room: only the engine can end it.
