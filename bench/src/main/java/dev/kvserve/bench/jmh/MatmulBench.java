@@ -69,6 +69,7 @@ public class MatmulBench {
         int cols = Integer.parseInt(dims[1]);
         arena = Arena.ofShared();
         backend = new CpuBackend(threads);
+        CpuBackend.warmUp(type);
         copies = weightCopies(arena, type, rows, cols, ROTATION_BYTES);
         x = backend.allocate((long) batch * cols * Float.BYTES);
         Random rnd = new Random(1);

@@ -57,6 +57,16 @@ final class Vec {
         return q.lanewise(jdk.incubator.vector.VectorOperators.LSHR, n);
     }
 
+    /** FL bytes at {@code offset} widened to FL ints (sign-extending). */
+    static IntVector loadInts(java.lang.foreign.MemorySegment w, long offset) {
+        return (IntVector) ByteVector.fromMemorySegment(B, w, offset, LE).convertShape(jdk.incubator.vector.VectorOperators.B2I, I, 0);
+    }
+
+    /** Ints to floats. */
+    static FloatVector intsToFloats(IntVector v) {
+        return (FloatVector) v.convert(jdk.incubator.vector.VectorOperators.I2F, 0);
+    }
+
     /** Bytes widened to FL floats (sign-extending). */
     static FloatVector toFloats(ByteVector q) {
         return (FloatVector) q.convertShape(jdk.incubator.vector.VectorOperators.B2F, F, 0);
