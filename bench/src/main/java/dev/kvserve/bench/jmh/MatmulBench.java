@@ -34,7 +34,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * Weight GB/s = {@code rows × rowBytes / time}; {@link BenchReport} prints it.
  */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
+@BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 4, time = 1)
