@@ -15,6 +15,15 @@ final class Logging {
 
     private Logging() {}
 
+    /**
+     * Writes one line straight to stderr in the same format. For shutdown: the JDK resets logging
+     * handlers in its own shutdown hook, concurrently with ours, so records logged then can vanish.
+     */
+    static void line(String level, String message) {
+        System.err.println(LocalDateTime.now().format(TIME) + " " + level + " " + message);
+        System.err.flush();
+    }
+
     static void configure() {
         // Jinjava brings slf4j-api without a binding; its three-line warning says nothing useful here.
         System.setProperty("slf4j.internal.verbosity", "ERROR");

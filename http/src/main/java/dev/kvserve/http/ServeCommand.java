@@ -10,15 +10,12 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
-import java.util.logging.Logger;
 
 /** {@code kvserve serve}: the OpenAI-compatible server over one model. */
 @Command(name = "serve", mixinStandardHelpOptions = true,
         description = {"Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions,",
                 "/v1/models, /health, /metrics). Stops gracefully on SIGTERM or Ctrl-C."})
 public final class ServeCommand implements Callable<Integer> {
-
-    private static final Logger LOG = Logger.getLogger("kvserve");
 
     @Mixin ModelOptions modelOptions;
 
@@ -79,7 +76,7 @@ public final class ServeCommand implements Callable<Integer> {
             throw e;
         }
         ModelCard model = backend.model();
-        LOG.info(String.format("kvserve serving %s at %s/v1  (KV policy %s, KV budget %s, max batch %d, context %d, "
+        Logging.line("INFO", String.format("kvserve serving %s at %s/v1  (KV policy %s, KV budget %s, max batch %d, context %d, "
                         + "chat template: %s; loaded in %.1fs)",
                 model.id(), server.url(), model.defaultKvPolicy(), ByteSize.format(budget), maxBatch, model.contextLength(),
                 model.chatTemplate() == null ? "none, using the plain role transcript" : "from the model",
@@ -87,12 +84,12 @@ public final class ServeCommand implements Callable<Integer> {
 
         CountDownLatch stopped = new CountDownLatch(1);
         Thread hook = Thread.ofPlatform().name("kvserve-shutdown").unstarted(() -> {
-            LOG.info("shutting down: no new requests; running ones have " + shutdownGraceSeconds + "s to finish");
+            Logging.line("INFO", "shutting down: no new requests; running ones have " + shutdownGraceSeconds + "s to finish");
             try {
                 server.shutdown(options.shutdownGrace());
             } finally {
                 backend.close();
-                LOG.info("stopped");
+                Logging.line("INFO", "stopped");
                 stopped.countDown();
             }
         });
