@@ -112,6 +112,10 @@ public final class LlamaModel implements AutoCloseable {
 
     /** Loads a model that attends over the paged KV cache with {@code threads} attention workers. */
     public static LlamaModel load(Path path, Backend backend, int threads) {
+        if (!(backend instanceof dev.kvserve.kernels.cpu.CpuBackend)) {
+            throw new IllegalArgumentException("paged attention runs on host memory: load the model on the CPU backend ("
+                    + backend.name() + " cannot hold the KV cache yet)");
+        }
         return load(path, backend, (geometry, b) ->
                 new PagedAttention(geometry, new RopeTable(geometry.rope(), geometry.headDim()), threads));
     }
