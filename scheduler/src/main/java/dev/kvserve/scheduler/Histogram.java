@@ -16,7 +16,7 @@ public final class Histogram {
      * Latency buckets in seconds: vLLM's TTFT buckets extended below a millisecond, because small
      * models on a fast machine answer in microseconds.
      */
-    public static final double[] LATENCY_SECONDS = {
+    static final double[] LATENCY_SECONDS = {
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
             0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0};
 
