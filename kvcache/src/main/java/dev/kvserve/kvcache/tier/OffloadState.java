@@ -205,6 +205,7 @@ final class OffloadState implements TierState {
                 }
             }
         }
+        store.awaitWrites();
     }
 
     @Override

@@ -86,8 +86,9 @@ public final class TierStore implements AutoCloseable {
             try {
                 Files.createDirectories(ssdDir);
                 this.file = Files.createTempFile(ssdDir, "kvserve-kv-", ".blocks");
-                this.channel = FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE,
-                        StandardOpenOption.DELETE_ON_CLOSE);
+                // not DELETE_ON_CLOSE: on Unix it unlinks at once, and the file should be inspectable while in use
+                this.channel = FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE);
+                file.toFile().deleteOnExit();
             } catch (IOException e) {
                 throw new IllegalArgumentException("cannot create the SSD tier file in " + ssdDir + ": " + e.getMessage(), e);
             }
@@ -393,7 +394,10 @@ public final class TierStore implements AutoCloseable {
                 for (Copy c : run) {
                     long rel = c.offset - start;
                     int crc = c.crc;
-                    c.staged = read.thenApply(buf -> checked(buf.slice((int) rel, (int) c.bytes), crc, c.bytes));
+                    c.staged = read.thenApply(buf -> {
+                        int have = (int) Math.max(0, Math.min(c.bytes, buf.limit() - rel));
+                        return checked(buf.slice((int) Math.min(rel, buf.limit()), have), crc, c.bytes);
+                    });
                 }
                 prefetchIssued.addAndGet(run.size());
                 i = j;
@@ -509,6 +513,18 @@ public final class TierStore implements AutoCloseable {
             throw new IllegalArgumentException("block copy belongs to another tier store");
         }
         return c;
+    }
+
+    /** Waits until every SSD write issued so far has completed (swap-out returns only then). */
+    public synchronized void awaitWrites() {
+        while (writesInFlight > 0) {
+            try {
+                wait();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted waiting for SSD writes", e);
+            }
+        }
     }
 
     public synchronized TierStats stats() {
