@@ -72,7 +72,9 @@ class KvCachePolicyTest {
                 .hasMessageContaining("kivi:bits=2,group=32,residual=128")
                 .hasMessageContaining("eviction rules: ")
                 .hasMessageContaining("sink:sinks=4,window=1020")
-                .hasMessageContaining("tier placements: primary");
+                .hasMessageContaining("tier placements: ")
+                .hasMessageContaining("primary")
+                .hasMessageContaining("offload:host=1GiB,ssd=none");
     }
 
     @Test
