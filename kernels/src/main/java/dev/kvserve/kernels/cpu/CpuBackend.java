@@ -37,7 +37,8 @@ public final class CpuBackend implements Backend {
     private float[] activations = new float[0];
     private float[] sums = new float[0];
     private float[] rowBuffer = new float[0];
-    private RopeTable ropeTable;
+    /** cos/sin tables by config; a model uses one or two (e.g. local and global layers). */
+    private final java.util.Map<RopeConfig, RopeTable> ropeTables = new java.util.HashMap<>();
     private boolean closed;
 
     /** A backend using every available processor. */
@@ -158,7 +159,12 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException(positions.length + " positions for a batch of " + batch);
         }
         checkFloats(x, (long) batch * heads * headDim, "rope input");
-        if (ropeTable == null || !ropeTable.config().equals(rope)) ropeTable = new RopeTable(rope);
+        RopeTable ropeTable = ropeTables.get(rope);
+        if (ropeTable == null) {
+            if (ropeTables.size() >= 8) ropeTables.clear();
+            ropeTable = new RopeTable(rope);
+            ropeTables.put(rope, ropeTable);
+        }
         int half = rope.dims() / 2;
         boolean neox = rope.neox();
         for (int b = 0; b < batch; b++) {

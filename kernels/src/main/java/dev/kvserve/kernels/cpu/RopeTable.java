@@ -22,10 +22,6 @@ final class RopeTable {
         this.half = rope.dims() / 2;
     }
 
-    RopeConfig config() {
-        return rope;
-    }
-
     /** The page holding {@code position}; the entry of pair i is at {@link #offset} + 2i. */
     float[] page(int position) {
         int p = position / PAGE;

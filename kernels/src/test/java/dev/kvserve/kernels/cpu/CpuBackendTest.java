@@ -72,7 +72,7 @@ class CpuBackendTest {
             };
             for (int cols : colChoices) {
                 for (int rows : new int[] {1, 17}) {
-                    for (int batch : new int[] {1, 3, 4, 5, 9}) cases.add(Arguments.of(type, cols, rows, batch));
+                    for (int batch : new int[] {1, 3, 4, 5, 9, 14}) cases.add(Arguments.of(type, cols, rows, batch));
                 }
             }
             // Long rows; and a matrix large enough to be split over both threads.
@@ -109,6 +109,22 @@ class CpuBackendTest {
                 assertThat((double) Math.abs(got - want))
                         .as("row %d batch row %d: got %s want %s", r, b, got, want)
                         .isLessThanOrEqualTo(2e-6 * magnitude + 1e-30);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource({"F32, 37", "F16, 37", "BF16, 37", "Q8_0, 96", "Q4_0, 96", "Q4_K, 512", "Q6_K, 512"})
+    void decodeRowMatchesTheScalarDecoder(GgmlType type, int cols) {
+        float[] values = gaussian(new Random(type.ordinal() + 99), 3 * cols, 0.1f);
+        MemorySegment data = GgmlQuantize.quantize(type, values, cols, arena);
+        float[] want = new float[cols];
+        float[] got = new float[cols];
+        for (int r = 0; r < 3; r++) {
+            GgmlQuantize.dequantizeRow(type, data, r * type.bytesFor(cols), want, 0, cols);
+            WeightKernel.of(type).decodeRow(data, r * type.bytesFor(cols), got, cols);
+            for (int c = 0; c < cols; c++) {
+                assertThat(got[c]).as("row %d col %d", r, c).isCloseTo(want[c], org.assertj.core.data.Offset.offset(1e-6f * Math.abs(want[c]) + 1e-9f));
             }
         }
     }
