@@ -22,7 +22,7 @@ final class MatmulTask implements CpuThreadPool.Task {
      * tile and every row of the group is run against the tile; below it, the fused four-row
      * kernels (which decode once per four rows but skip the tile's store and reload) win.
      */
-    private static final int TILE_MIN_ROWS = 8;
+    private static final int TILE_MIN_ROWS = 16;
     private static final ThreadLocal<float[][]> TILES = ThreadLocal.withInitial(() -> new float[1][0]);
 
     WeightKernel kernel;
