@@ -102,6 +102,11 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public void copy(MemorySegment src, long srcOffset, MemorySegment dst, long dstOffset, long bytes) {
+        MemorySegment.copy(src, srcOffset, dst, dstOffset, bytes);
+    }
+
+    @Override
     public void matmul(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
         checkOpen();
         checkWeight(w);
