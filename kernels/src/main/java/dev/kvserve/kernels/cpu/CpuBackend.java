@@ -37,8 +37,11 @@ public final class CpuBackend implements Backend {
     private float[] activations = new float[0];
     private float[] sums = new float[0];
     private float[] rowBuffer = new float[0];
-    /** cos/sin tables by config; a model uses one or two (e.g. local and global layers). */
-    private final java.util.Map<RopeConfig, RopeTable> ropeTables = new java.util.HashMap<>();
+    /**
+     * cos/sin tables, one per distinct config (a model uses one or two). Looked up by value:
+     * RopeConfig holds an array, so its equals() is identity for configs with frequency factors.
+     */
+    private final java.util.List<RopeTable> ropeTables = new java.util.ArrayList<>();
     private boolean closed;
 
     /** A backend using every available processor. */
@@ -164,11 +167,17 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException(positions.length + " positions for a batch of " + batch);
         }
         checkFloats(x, (long) batch * heads * headDim, "rope input");
-        RopeTable ropeTable = ropeTables.get(rope);
+        RopeTable ropeTable = null;
+        for (RopeTable t : ropeTables) {
+            if (t.matches(rope)) {
+                ropeTable = t;
+                break;
+            }
+        }
         if (ropeTable == null) {
             if (ropeTables.size() >= 8) ropeTables.clear();
             ropeTable = new RopeTable(rope);
-            ropeTables.put(rope, ropeTable);
+            ropeTables.add(ropeTable);
         }
         int half = rope.dims() / 2;
         boolean neox = rope.neox();

@@ -224,6 +224,24 @@ class CpuBackendTest {
     }
 
     @Test
+    void ropeAppliesLlama3FrequencyFactors() {
+        float[] factors = {1f, 2f, 4f, 8f, 16f, 32f, 64f, 128f};
+        RopeConfig rope = new RopeConfig(16, 500000f, 1f, false, factors);
+        int[] positions = {3, 700};
+        MemorySegment x = floats(gaussian(new Random(9), 2 * 2 * 16, 1f));
+        MemorySegment expected = copyOf(x);
+        ScalarKernels.rope(expected, positions, 2, 16, rope, 2);
+        backend.rope(x, positions, 2, 16, rope, 2);
+        assertClose(x, expected, 2 * 2 * 16, 1e-6, 1e-6);
+        // An equal config in a new instance (its own array) must give the same rotation.
+        MemorySegment y = copyOf(expected);
+        MemorySegment z = copyOf(expected);
+        backend.rope(y, positions, 2, 16, new RopeConfig(16, 500000f, 1f, false, factors.clone()), 2);
+        ScalarKernels.rope(z, positions, 2, 16, rope, 2);
+        assertClose(y, z, 2 * 2 * 16, 1e-6, 1e-6);
+    }
+
+    @Test
     void ropeAtPositionZeroIsIdentityAndScalesPositions() {
         RopeConfig scaled = new RopeConfig(8, 10000f, 0.5f, false);
         RopeConfig plain = new RopeConfig(8, 10000f, 1f, false);
