@@ -138,7 +138,7 @@ public final class KvEvalCommand implements Callable<Integer> {
                 file.getFileName(), tokens.length, used, ctx, prefill > 0 ? ", prefill " + prefill : "", model.name(),
                 kvm.blockTokens());
         // The first policy would otherwise also pay for JIT compilation: run each briefly, untimed.
-        KvEval.Options warmup = new KvEval.Options(Math.min(ctx, 64), Math.min(prefill, 32), 64);
+        KvEval.Options warmup = new KvEval.Options(Math.min(ctx, 128), Math.min(prefill, 64), 256);
         for (KvCachePolicy policy : policies) KvEval.run(model, kvm, policy, tokens, warmup, null);
         Report report = new Report();
         for (KvCachePolicy policy : policies) {
