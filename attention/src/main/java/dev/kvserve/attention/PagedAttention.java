@@ -14,6 +14,9 @@ import dev.kvserve.kvcache.evict.KeyWindow;
 import dev.kvserve.kvcache.format.BlockCodec;
 import dev.kvserve.kvcache.format.BlockContext;
 import dev.kvserve.kvcache.select.Selection;
+import dev.kvserve.kvcache.tier.AttentionOffload;
+import dev.kvserve.kvcache.tier.PartialAttention;
+import java.util.concurrent.CompletableFuture;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
@@ -77,9 +80,10 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
 
         int n = batch.size();
         Step[] steps = new Step[n];
-        for (int i = 0; i < n; i++) steps[i] = new Step(layer, batch.get(i), sequence(batch.get(i).cache()));
+        // inputs are read and outputs written on the caller's thread: the buffers may be confined to it
+        for (int i = 0; i < n; i++) steps[i] = new Step(layer, batch.get(i), sequence(batch.get(i).cache()), q, k, v);
         // 1. store + pre-attention hooks, per sequence
-        run(n, i -> steps[i].prepare(q, k, v));
+        run(n, i -> steps[i].prepare());
         // 2. attention tasks: (sequence, kv head, row tile)
         List<Callable<Void>> tasks = new ArrayList<>();
         for (Step s : steps) {
@@ -95,7 +99,10 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         }
         invoke(tasks);
         // 3. outputs + post-attention hooks
-        run(n, i -> steps[i].finish(out));
+        for (Step s : steps) {
+            MemorySegment.copy(s.result, 0, out, F32, (long) s.entry.firstRow() * heads * d * 4, s.result.length);
+        }
+        run(n, i -> steps[i].finish());
     }
 
     private static void checkSize(String name, MemorySegment seg, long floats) {
@@ -109,7 +116,12 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             throw new IllegalArgumentException("PagedAttention needs sequences opened by a KvCacheManager, got "
                     + cache.getClass().getName());
         }
-        if (!p.geometry().equals(geometry)) throw new IllegalArgumentException("sequence belongs to a cache of another geometry");
+        KvGeometry g = p.geometry();
+        // not equals(): RopeConfig holds an array, so equal geometries built twice differ as records
+        if (g.layers() != geometry.layers() || g.heads() != geometry.heads() || g.kvHeads() != geometry.kvHeads()
+                || g.headDim() != geometry.headDim()) {
+            throw new IllegalArgumentException("sequence belongs to a cache of another geometry: " + g + " vs " + geometry);
+        }
         return p;
     }
 
@@ -168,30 +180,37 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         final PagedSequence seq;
         QueryRows queries;
         Selection selection;
+        AttentionOffload offload;
         KeyWindow window;
         int weightsFrom;
         boolean endsPrompt;
         float[] result;
         float[][] weightSums;
 
-        Step(int layer, StepBatch.Entry entry, PagedSequence seq) {
+        final float[] qa;
+        final float[] pre;
+        final float[] vals;
+
+        Step(int layer, StepBatch.Entry entry, PagedSequence seq, MemorySegment q, MemorySegment k, MemorySegment v) {
             this.layer = layer;
             this.entry = entry;
             this.seq = seq;
-        }
-
-        void prepare(MemorySegment q, MemorySegment k, MemorySegment v) {
             int n = entry.tokens(), start = entry.startPos();
             if (start != seq.length()) {
                 throw new IllegalArgumentException("step starts at position " + start + " but the sequence holds " + seq.length() + " tokens");
             }
             int heads = geometry.heads(), d = geometry.headDim(), kvDim = geometry.kvDim();
-            float[] qa = new float[n * heads * d];
+            qa = new float[n * heads * d];
             MemorySegment.copy(q, F32, (long) entry.firstRow() * heads * d * 4, qa, 0, qa.length);
-            float[] pre = new float[n * kvDim];
-            float[] vals = new float[n * kvDim];
+            pre = new float[n * kvDim];
+            vals = new float[n * kvDim];
             MemorySegment.copy(k, F32, (long) entry.firstRow() * kvDim * 4, pre, 0, pre.length);
             MemorySegment.copy(v, F32, (long) entry.firstRow() * kvDim * 4, vals, 0, vals.length);
+        }
+
+        void prepare() {
+            int n = entry.tokens(), start = entry.startPos();
+            int heads = geometry.heads(), d = geometry.headDim();
             float[] post = pre.clone();
             for (int r = 0; r < n; r++) {
                 for (int h = 0; h < geometry.kvHeads(); h++) rope.rotate(post, (r * geometry.kvHeads() + h) * d, start + r);
@@ -203,6 +222,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             queries = new QueryRows(qa, n, start, heads, d);
             selection = seq.beforeAttention(layer, queries);
             window = seq.keyWindow();
+            offload = seq.attentionOffload();
             weightsFrom = seq.attentionWeightsFrom(layer, start, n, endsPrompt);
             result = new float[n * heads * d];
             if (weightsFrom <= start + n - 1) {
@@ -247,6 +267,8 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             }
             BlockTable table = seq.table(layer, kvHead);
             int bt = table.blockTokens();
+            // blocks held by a computational-storage tier: their partial attention runs there, overlapped with ours
+            CompletableFuture<PartialAttention> remote = offloadedPartial(kvHead, table, slots, qb, qpos, nq);
             float[] m = new float[nq];
             float[] l = new float[nq];
             float[] acc = new float[nq * d];
@@ -271,6 +293,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
                     to = Math.min(to, slots[cursor - 1] - b * bt + 1);
                     if (from >= to) continue;
                 }
+                if (!block.resident()) continue;
                 int n = to - from;
                 if (!scoreBlock(block, from, to, qb, qSink, nq, qpos, scores, sinkScores, chosen, ctx, kvHead)) continue;
                 for (int i = 0; i < nq; i++) {
@@ -291,6 +314,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
                 }
                 block.codec().addValues(block.segment(), from, to, scores, n, nq, acc, 0, d, ctx);
             }
+            if (remote != null) PartialAttention.mergeInto(m, l, acc, join(remote), d);
             for (int i = 0; i < nq; i++) {
                 int r = i / gn, j = i % gn;
                 int dst = ((r0 + r) * heads + kvHead * g + g0 + j) * d;
@@ -299,6 +323,47 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             }
             if (weightSums != null) {
                 sumWeights(kvHead, g0, gn, table, slots, qb, qSink, nq, qpos, m, l, ctx);
+            }
+        }
+
+        /** Starts partial attention over the selected non-resident blocks on the tier's device, or null if there are none. */
+        CompletableFuture<PartialAttention> offloadedPartial(int kvHead, BlockTable table, int[] slots, float[] qb, int[] qpos, int nq) {
+            int bt = table.blockTokens();
+            List<AttentionOffload.BlockRef> refs = null;
+            int cursor = 0;
+            for (int b = 0; b < table.blockCount(); b++) {
+                Block block = table.block(b);
+                boolean[] mask = null;
+                if (slots != null) {
+                    while (cursor < slots.length && slots[cursor] < b * bt) cursor++;
+                    int c0 = cursor;
+                    while (cursor < slots.length && slots[cursor] < (b + 1) * bt) cursor++;
+                    if (c0 == cursor) continue;
+                    mask = new boolean[bt];
+                    for (int c = c0; c < cursor; c++) mask[slots[c] - b * bt] = true;
+                }
+                if (block.resident()) continue;
+                if (offload == null) throw new IllegalStateException("attention reached a block that is not resident and the tier cannot attend over it");
+                if (window != null || weightSums != null) {
+                    throw new UnsupportedOperationException("computational-storage attention does not combine with key windows or attention-weight eviction");
+                }
+                if (refs == null) refs = new ArrayList<>();
+                refs.add(new AttentionOffload.BlockRef(block.stored(), block.codec(), block.positions().clone(), mask));
+            }
+            if (refs == null) return null;
+            return offload.attend(new AttentionOffload.Request(layer, kvHead, geometry.headDim(), qb.clone(), qpos.clone(),
+                    seq.formatState(), rope, refs));
+        }
+
+        private PartialAttention join(CompletableFuture<PartialAttention> f) {
+            try {
+                return f.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted waiting for offloaded attention", e);
+            } catch (ExecutionException e) {
+                if (e.getCause() instanceof RuntimeException re) throw re;
+                throw new IllegalStateException(e.getCause());
             }
         }
 
@@ -376,9 +441,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             }
         }
 
-        void finish(MemorySegment out) {
-            int heads = geometry.heads(), d = geometry.headDim();
-            MemorySegment.copy(result, 0, out, F32, (long) entry.firstRow() * heads * d * 4, result.length);
+        void finish() {
             AttentionWeights w = null;
             if (weightSums != null) {
                 int[] slotCounts = new int[geometry.kvHeads()];

@@ -45,11 +45,13 @@ final class BlockPool implements AutoCloseable {
         final MemorySegment memory;
         final int capacity;
         final long stride;
+        final int slabIndex;
         int liveBlocks;
         boolean closed;
 
-        Slab(SizeClass owner, int capacity, long stride) {
+        Slab(SizeClass owner, int slabIndex, int capacity, long stride) {
             this.owner = owner;
+            this.slabIndex = slabIndex;
             this.arena = Arena.ofShared();
             this.capacity = capacity;
             this.stride = stride;
@@ -62,6 +64,7 @@ final class BlockPool implements AutoCloseable {
         final long stride;
         final List<Slab> slabs = new ArrayList<>();
         final ArrayDeque<long[]> free = new ArrayDeque<>();
+        int openSlabs;
 
         SizeClass(long bytes) {
             this.bytes = bytes;
@@ -73,6 +76,16 @@ final class BlockPool implements AutoCloseable {
         checkOpen();
         long bytes = codec.blockBytes();
         if (bytes <= 0) throw new IllegalStateException("codec " + codec.name() + " declares " + bytes + " bytes per block");
+        Block b = new Block(null, 0, null, codec, blockTokens, tier);
+        attach(b);
+        return b;
+    }
+
+    /** Gives {@code b} pool memory (zeroed) for its bytes; budget-checked. */
+    synchronized void attach(Block b) {
+        checkOpen();
+        if (b.segment != null) throw new IllegalStateException("block is already resident");
+        long bytes = b.bytes;
         reserveBudget(bytes);
         SizeClass sc = classes.computeIfAbsent(bytes, SizeClass::new);
         Slab slab;
@@ -80,8 +93,9 @@ final class BlockPool implements AutoCloseable {
         long[] ref = popFree(sc);
         if (ref == null) {
             int capacity = (int) Math.max(1, Math.min(1024, SLAB_TARGET_BYTES / sc.stride));
-            slab = new Slab(sc, capacity, sc.stride);
+            slab = new Slab(sc, sc.slabs.size(), capacity, sc.stride);
             sc.slabs.add(slab);
+            sc.openSlabs++;
             reserved += slab.stride * capacity;
             for (int i = capacity - 1; i >= 1; i--) sc.free.push(new long[] {sc.slabs.size() - 1, i});
             blocksFree += capacity - 1;
@@ -95,9 +109,37 @@ final class BlockPool implements AutoCloseable {
         MemorySegment seg = slab.memory.asSlice(index * slab.stride, bytes);
         seg.fill((byte) 0);
         bytesUsed += bytes;
-        bytesByTier.merge(tier, bytes, Long::sum);
+        bytesByTier.merge(b.tier, bytes, Long::sum);
         blocksUsed++;
-        return new Block(slab, index, seg, codec, blockTokens, tier);
+        b.slab = slab;
+        b.index = index;
+        b.segment = seg;
+    }
+
+    /** Returns {@code b}'s pool memory while the block stays referenced (its bytes now live in a lower tier). */
+    synchronized void detach(Block b) {
+        if (b.segment == null) throw new IllegalStateException("block is not resident");
+        freeMemory(b);
+    }
+
+    private void freeMemory(Block b) {
+        bytesUsed -= b.bytes;
+        bytesByTier.merge(b.tier, -b.bytes, Long::sum);
+        blocksUsed--;
+        Slab slab = b.slab;
+        SizeClass sc = slab.owner;
+        slab.liveBlocks--;
+        sc.free.push(new long[] {slab.slabIndex, b.index});
+        blocksFree++;
+        b.segment = null;
+        b.slab = null;
+        if (slab.liveBlocks == 0 && sc.openSlabs > 1) {
+            slab.closed = true;
+            sc.openSlabs--;
+            blocksFree -= slab.capacity;
+            reserved -= slab.stride * slab.capacity;
+            slab.arena.close();
+        }
     }
 
     private long[] popFree(SizeClass sc) {
@@ -108,31 +150,15 @@ final class BlockPool implements AutoCloseable {
         return null;
     }
 
-    /** Drops one reference; the block's memory returns to the pool when none are left. */
+    /** Drops one reference; the block's memory (and any lower-tier copy) is freed when none are left. */
     synchronized void release(Block b) {
         if (b.refCount <= 0) throw new IllegalStateException("block released more often than referenced (double free)");
         if (--b.refCount > 0) return;
-        bytesUsed -= b.bytes;
-        bytesByTier.merge(b.tier, -b.bytes, Long::sum);
-        blocksUsed--;
-        Slab slab = b.slab;
-        SizeClass sc = slab.owner;
-        slab.liveBlocks--;
-        int slabIndex = sc.slabs.indexOf(slab);
-        sc.free.push(new long[] {slabIndex, b.index});
-        blocksFree++;
-        if (slab.liveBlocks == 0 && countOpen(sc) > 1) {
-            slab.closed = true;
-            blocksFree -= slab.capacity;
-            reserved -= slab.stride * slab.capacity;
-            slab.arena.close();
+        if (b.stored != null) {
+            b.stored.free();
+            b.stored = null;
         }
-    }
-
-    private static int countOpen(SizeClass sc) {
-        int n = 0;
-        for (Slab s : sc.slabs) if (!s.closed) n++;
-        return n;
+        if (b.segment != null && !closed) freeMemory(b);
     }
 
     synchronized void retain(Block b) {
