@@ -1,0 +1,147 @@
+package dev.kvserve.kernels;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * Plain-Java scalar reference for every op of {@link Backend} over host MemorySegments: the test
+ * oracle for the SIMD kernels (and any other backend). Written for obviousness, not speed: weights
+ * are decoded with {@link GgmlQuantize#dequantizeRow} and sums are taken in double, so the result
+ * is closer to exact than any float kernel and differences measure the kernel's own rounding.
+ *
+ * <p>Activations are row-major F32 in native byte order, as {@link Backend} defines them.
+ */
+public final class ScalarKernels {
+
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    private ScalarKernels() {}
+
+    /** Decodes {@code n} values of one row of {@code type} at {@code src[offset]}. */
+    public static void dequantizeRow(GgmlType type, MemorySegment src, long offset, float[] dst, int dstOffset, int n) {
+        GgmlQuantize.dequantizeRow(type, src, offset, dst, dstOffset, n);
+    }
+
+    /** Σ w[row][c] · x[xOffset + c] over the {@code cols} values of one weight row, in double. */
+    public static double dot(GgmlType type, MemorySegment w, long rowOffset, float[] x, int xOffset, int cols) {
+        float[] row = new float[cols];
+        GgmlQuantize.dequantizeRow(type, w, rowOffset, row, 0, cols);
+        double sum = 0;
+        for (int c = 0; c < cols; c++) sum += (double) row[c] * x[xOffset + c];
+        return sum;
+    }
+
+    /** {@code out[b][r] = Σ_c w[r][c] · x[b][c]}, the contract of {@link Backend#matmul}. */
+    public static void matmul(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
+        int cols = w.cols();
+        int rows = w.rows();
+        long rowBytes = w.rowBytes();
+        float[] xs = toArray(x, (long) batch * cols);
+        float[] row = new float[cols];
+        for (int r = 0; r < rows; r++) {
+            GgmlQuantize.dequantizeRow(w.type(), w.data(), r * rowBytes, row, 0, cols);
+            for (int b = 0; b < batch; b++) {
+                double sum = 0;
+                for (int c = 0; c < cols; c++) sum += (double) row[c] * xs[b * cols + c];
+                out.setAtIndex(F32, (long) b * rows + r, (float) sum);
+            }
+        }
+    }
+
+    /** out[b] = x[b] / sqrt(mean(x[b]²) + eps) * weight; out may be x. */
+    public static void rmsnorm(MemorySegment out, MemorySegment x, MemorySegment weight, int dim, int batch, float eps) {
+        for (int b = 0; b < batch; b++) {
+            long base = (long) b * dim;
+            double ss = 0;
+            for (int i = 0; i < dim; i++) {
+                double v = x.getAtIndex(F32, base + i);
+                ss += v * v;
+            }
+            double scale = 1.0 / Math.sqrt(ss / dim + eps);
+            for (int i = 0; i < dim; i++) {
+                double v = x.getAtIndex(F32, base + i) * scale * weight.getAtIndex(F32, i);
+                out.setAtIndex(F32, base + i, (float) v);
+            }
+        }
+    }
+
+    /**
+     * Rotary embedding of each head of each row: pair (2i, 2i+1) when {@code !rope.neox()}, pair
+     * (i, i + dims/2) when {@code rope.neox()}, by angle {@link RopeConfig#theta}; dimensions past
+     * {@code rope.dims()} are left alone.
+     */
+    public static void rope(MemorySegment x, int[] positions, int heads, int headDim, RopeConfig rope, int batch) {
+        int half = rope.dims() / 2;
+        for (int b = 0; b < batch; b++) {
+            for (int h = 0; h < heads; h++) {
+                long base = ((long) b * heads + h) * headDim;
+                for (int i = 0; i < half; i++) {
+                    double theta = rope.theta(positions[b], i);
+                    double cos = Math.cos(theta);
+                    double sin = Math.sin(theta);
+                    long i0 = rope.neox() ? base + i : base + 2L * i;
+                    long i1 = rope.neox() ? base + i + half : base + 2L * i + 1;
+                    double x0 = x.getAtIndex(F32, i0);
+                    double x1 = x.getAtIndex(F32, i1);
+                    x.setAtIndex(F32, i0, (float) (x0 * cos - x1 * sin));
+                    x.setAtIndex(F32, i1, (float) (x0 * sin + x1 * cos));
+                }
+            }
+        }
+    }
+
+    /** Numerically stable softmax of each row of {@code dim}, in place. */
+    public static void softmax(MemorySegment x, int dim, int batch) {
+        for (int b = 0; b < batch; b++) {
+            long base = (long) b * dim;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int i = 0; i < dim; i++) max = Math.max(max, x.getAtIndex(F32, base + i));
+            double sum = 0;
+            for (int i = 0; i < dim; i++) sum += Math.exp(x.getAtIndex(F32, base + i) - max);
+            for (int i = 0; i < dim; i++) {
+                x.setAtIndex(F32, base + i, (float) (Math.exp(x.getAtIndex(F32, base + i) - max) / sum));
+            }
+        }
+    }
+
+    /** gate[i] = silu(gate[i]) · up[i] for {@code dim * batch} values. */
+    public static void siluMul(MemorySegment gate, MemorySegment up, int dim, int batch) {
+        long n = (long) dim * batch;
+        for (long i = 0; i < n; i++) {
+            double g = gate.getAtIndex(F32, i);
+            double silu = g / (1.0 + Math.exp(-g));
+            gate.setAtIndex(F32, i, (float) (silu * up.getAtIndex(F32, i)));
+        }
+    }
+
+    /** acc[i] += x[i] for i < n. */
+    public static void add(MemorySegment acc, MemorySegment x, long n) {
+        for (long i = 0; i < n; i++) acc.setAtIndex(F32, i, acc.getAtIndex(F32, i) + x.getAtIndex(F32, i));
+    }
+
+    /** x[b][i] += bias[i]. */
+    public static void addBias(MemorySegment x, MemorySegment bias, int dim, int batch) {
+        for (int b = 0; b < batch; b++) {
+            for (int i = 0; i < dim; i++) {
+                long at = (long) b * dim + i;
+                x.setAtIndex(F32, at, x.getAtIndex(F32, at) + bias.getAtIndex(F32, i));
+            }
+        }
+    }
+
+    /** out[b] = row tokens[b] of {@code table}, decoded to F32. */
+    public static void embed(WeightTensor table, int[] tokens, MemorySegment out) {
+        int cols = table.cols();
+        float[] row = new float[cols];
+        for (int b = 0; b < tokens.length; b++) {
+            GgmlQuantize.dequantizeRow(table.type(), table.data(), tokens[b] * table.rowBytes(), row, 0, cols);
+            MemorySegment.copy(row, 0, out, F32, (long) b * cols * Float.BYTES, cols);
+        }
+    }
+
+    private static float[] toArray(MemorySegment seg, long n) {
+        float[] a = new float[Math.toIntExact(n)];
+        MemorySegment.copy(seg, F32, 0, a, 0, a.length);
+        return a;
+    }
+}
