@@ -28,7 +28,8 @@ public final class AquaCalibration implements Calibration {
             throw new IllegalArgumentException("aqua: grid " + grid.dim() + "x" + grid.size() + " does not match " + config.spec());
         }
         if ((config.firstBits() == 0) != (firstGrid == null)
-                || (firstGrid != null && firstGrid.size() != 1 << (config.firstBits() * config.gridDim()))) {
+                || (firstGrid != null && (firstGrid.dim() != AquaConfig.FIRST_GRID_DIM
+                        || firstGrid.size() != 1 << (config.firstBits() * AquaConfig.FIRST_GRID_DIM)))) {
             throw new IllegalArgumentException("aqua: first-layer grid does not match " + config.spec());
         }
         if (keyPredictors.length != geometry.layers() || valuePredictors.length != geometry.layers()) {
@@ -150,7 +151,7 @@ public final class AquaCalibration implements Calibration {
         int layers = geo.layers(), c = geo.kvDim(), n = samples.rows();
         GaussianGrid grid = GaussianGrid.standard(config.gridDim(), 1 << (config.bits() * config.gridDim()));
         GaussianGrid firstGrid = config.firstBits() == 0 ? null
-                : GaussianGrid.standard(config.gridDim(), 1 << (config.firstBits() * config.gridDim()));
+                : GaussianGrid.standard(AquaConfig.FIRST_GRID_DIM, 1 << (config.firstBits() * AquaConfig.FIRST_GRID_DIM));
         int group = HiggsQuantizer.effectiveGroup(config.group(), c);
         HiggsQuantizer main = new HiggsQuantizer(grid, c, group);
         HiggsQuantizer first = firstGrid == null ? null : new HiggsQuantizer(firstGrid, c, group);

@@ -7,8 +7,9 @@ import java.util.Set;
  *
  * @param bits         residual bits per value: the HIGGS grid has {@code 2^(bits·gridDim)} points
  * @param gridDim      values per grid point (reference default 2)
- * @param firstBits    bits of layer 0, which has no predictor (reference: 4-bit grid, n=256 at d=2);
- *                     0 keeps layer 0 in fp16 ({@code --not_quantize_first_layer})
+ * @param firstBits    bits of layer 0, which has no predictor; its grid is always 2-dimensional, as the
+ *                     reference's first-layer quantizer (4 bits: n=256 at d=2); 0 keeps layer 0 in fp16
+ *                     ({@code --not_quantize_first_layer})
  * @param group        Hadamard group (reference 1024; capped at the KV width rounded up to a power of two)
  * @param prefix       leading tokens kept in fp16 (reference 4)
  * @param buffer       recent tokens kept in fp16; when this many have accumulated they are compressed
@@ -17,13 +18,17 @@ import java.util.Set;
  */
 public record AquaConfig(int bits, int gridDim, int firstBits, int group, int prefix, int buffer, double ridge) {
 
+    /** Grid dimension of the layer-0 quantizer (the reference fixes it at 2). */
+    public static final int FIRST_GRID_DIM = 2;
+    static final int FIRST_MAX_BITS = 8 / FIRST_GRID_DIM;
+
     public static final Set<String> KEYS = Set.of("bits", "dim", "first", "group", "prefix", "buffer", "ridge");
 
     public AquaConfig {
         if (bits < 1 || bits * gridDim > 8) throw new IllegalArgumentException("aqua: bits·dim must be in 1..8, got bits=" + bits + " dim=" + gridDim);
         if (gridDim != 1 && gridDim != 2 && gridDim != 4) throw new IllegalArgumentException("aqua: dim must be 1, 2 or 4, got " + gridDim);
-        if (firstBits != 0 && (firstBits < 1 || firstBits * gridDim > 8)) {
-            throw new IllegalArgumentException("aqua: first must be fp16 or bits with bits·dim <= 8, got " + firstBits);
+        if (firstBits != 0 && (firstBits < 1 || firstBits > FIRST_MAX_BITS)) {
+            throw new IllegalArgumentException("aqua: first must be fp16 or 1.." + FIRST_MAX_BITS + " bits, got " + firstBits);
         }
         if (!Hadamard.isPowerOfTwo(group) || group < gridDim) throw new IllegalArgumentException("aqua: group must be a power of two >= dim, got " + group);
         if (prefix < 0 || buffer < 1) throw new IllegalArgumentException("aqua: prefix must be >= 0 and buffer >= 1");

@@ -1,5 +1,6 @@
 package dev.kvserve.kvcache.quant;
 
+import dev.kvserve.kvcache.RopeTable;
 import dev.kvserve.kvcache.KvGeometry;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
@@ -181,8 +182,8 @@ public final class CqCalibration implements Calibration {
             if (config.postRope()) {
                 for (int i = 0; i < rows.length; i++) {
                     int pos = samples.position(rows[i]);
-                    rope.rotateRow(keys, i * kvDim, geo.kvHeads(), pos, false);
-                    if (keyF != null) rope.rotateRow(keyF, i * kvDim, geo.kvHeads(), pos, false);
+                    for (int h = 0; h < geo.kvHeads(); h++) rope.rotate(keys, i * kvDim + h * geo.headDim(), pos);
+                    if (keyF != null) for (int h = 0; h < geo.kvHeads(); h++) rope.rotate(keyF, i * kvDim + h * geo.headDim(), pos);
                 }
             }
             if (keyF != null) for (int i = 0; i < keyF.length; i++) keyF[i] *= keyF[i];

@@ -1,5 +1,6 @@
 package dev.kvserve.kvcache.quant;
 
+import dev.kvserve.kvcache.RopeTable;
 import java.util.Arrays;
 
 /**
@@ -96,7 +97,7 @@ final class CqSequence extends QuantizedSequenceBase {
         int keyOff = kOff;
         if (postRope) {
             System.arraycopy(k, kOff, rotated, 0, kvDim);
-            rope.rotateRow(rotated, 0, geo.kvHeads(), pos, false);
+            for (int h = 0; h < geo.kvHeads(); h++) rope.rotate(rotated, h * headDim, pos);
             key = rotated;
             keyOff = 0;
         }
@@ -130,7 +131,7 @@ final class CqSequence extends QuantizedSequenceBase {
             case -1 -> sinkK[layer].read(t, kvHead * headDim, headDim, out, 0);
             case 0 -> {
                 gather(cal.keyBook(layer), keyRows[layer], t - sinks, kvHead, out);
-                if (postRope) rope.rotate(out, 0, t, true);
+                if (postRope) rope.rotate(out, 0, -t);
             }
             default -> recentK[layer].read(t - sinks, kvHead * headDim, headDim, out, 0);
         }
@@ -183,7 +184,7 @@ final class CqSequence extends QuantizedSequenceBase {
         for (int t = 0; t < visible; t++) {
             if (t >= sinks && t < codedEnd) continue;
             decodeKeyHead(layer, t, kvHead, k);
-            rope.rotate(k, 0, t, false);
+            rope.rotate(k, 0, t);
             for (int jq = 0; jq < group; jq++) {
                 float s = 0;
                 for (int i = 0; i < headDim; i++) s += q[qOff + jq * headDim + i] * k[i];
@@ -237,7 +238,8 @@ final class CqSequence extends QuantizedSequenceBase {
     public long bytesHeld() {
         long total = 0;
         for (int l = 0; l < geo.layers(); l++) {
-            long fp16Tokens = sinkK[l].rows() + (recentK[l].rows() - coded(l));
+            long windowTokens = window == 0 ? 0 : recentK[l].rows() - coded(l);
+            long fp16Tokens = sinkK[l].rows() + windowTokens;
             total += fp16Tokens * kvDim * 4L + keyRows[l].bytes() + valueRows[l].bytes();
         }
         return total;

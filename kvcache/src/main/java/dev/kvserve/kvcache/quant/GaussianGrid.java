@@ -10,7 +10,7 @@ import java.util.concurrent.ConcurrentHashMap;
  *
  * <p>The reference ships pre-computed grids ({@code aquakv/grids/EDEN{d}-{n}.pt}) made by stochastic
  * Lloyd (CLVQ) on Gaussian samples. Here the same fixed point is reached with deterministic batch
- * Lloyd ({@link WeightedKMeans}) on a seeded Gaussian sample of {@code 256·size} points (at least 16384).
+ * Lloyd ({@link WeightedKMeans}) on a seeded Gaussian sample of {@code 64·size} points (at least 8192).
  * The grid is stored in the calibration file, so a serving process uses exactly the grid it was
  * calibrated with and never regenerates it.
  *
@@ -59,11 +59,11 @@ public record GaussianGrid(int dim, int size, float[] points) {
         if ((long) dim * size > 4096) {
             throw new IllegalArgumentException("grid " + dim + "x" + size + " is too large to generate here (dim·size <= 4096)");
         }
-        int samples = Math.max(16384, 256 * size);
+        int samples = Math.max(8192, 64 * size);
         Random random = new Random(seed);
         float[] data = new float[samples * dim];
         for (int i = 0; i < data.length; i++) data[i] = (float) random.nextGaussian();
-        WeightedKMeans.Result r = WeightedKMeans.fit(data, dim, null, size, 100, 1e-7, seed);
+        WeightedKMeans.Result r = WeightedKMeans.fit(data, dim, null, size, 60, 1e-5, seed);
         return new GaussianGrid(dim, size, r.centroids());
     }
 }

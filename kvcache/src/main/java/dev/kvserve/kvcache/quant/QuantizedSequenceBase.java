@@ -1,5 +1,6 @@
 package dev.kvserve.kvcache.quant;
 
+import dev.kvserve.kvcache.RopeTable;
 import dev.kvserve.kvcache.KvGeometry;
 
 /**
@@ -111,7 +112,7 @@ abstract class QuantizedSequenceBase implements CompressedKv {
         float[] k = new float[headDim];
         for (int t = 0; t < visible; t++) {
             decodeKeyHead(layer, t, kvHead, k);
-            rope.rotate(k, 0, t, false);
+            rope.rotate(k, 0, t);
             for (int j = 0; j < group; j++) {
                 int qo = qOff + j * headDim;
                 float s = 0;
