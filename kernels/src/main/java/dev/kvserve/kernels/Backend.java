@@ -27,6 +27,9 @@ public interface Backend extends AutoCloseable {
     /** Copies the backend buffer {@code src} into {@code host} (host memory). */
     void copyToHost(MemorySegment src, MemorySegment host);
 
+    /** Copies {@code bytes} between two buffers of this backend (device to device on CUDA). */
+    void copy(MemorySegment src, long srcOffset, MemorySegment dst, long dstOffset, long bytes);
+
     /** {@code out[b][r] = Σ_c w[r][c] · x[b][c]} for b < batch; x is [batch][w.cols()], out [batch][w.rows()]. */
     void matmul(WeightTensor w, MemorySegment x, MemorySegment out, int batch);
 

@@ -33,14 +33,16 @@ public interface BlockCodec {
 
     /**
      * Stores token {@code row} of {@code rows} for {@code kvHead} into {@code slot}. Keys are taken in
-     * this codec's frame ({@link KvRows#keysPreRope} or {@link KvRows#keysPostRope}). Only called on
-     * codecs returned by {@code FormatBinding.appendCodec}.
+     * this codec's frame ({@link KvRows#keysPreRope} or {@link KvRows#keysPostRope}). Called for
+     * appends on codecs returned by {@code FormatBinding.appendCodec}, and on any {@link #perToken()}
+     * codec to rewrite one slot (merges); then only head {@code kvHead} of the row is meaningful.
      */
     void write(MemorySegment block, int slot, KvRows rows, int row, int kvHead, BlockContext ctx);
 
     /**
      * Encodes a whole block at once: {@code keys} and {@code values} are [slots][headDim] starting at
-     * offset 0, keys in this codec's frame; {@code ctx.positions()} gives each slot's position.
+     * offset 0, keys in this codec's frame; {@code ctx.positions()} gives each slot's position, -1
+     * for a dead slot (its contents are zeros and irrelevant: exclude it from statistics).
      * Slots from {@code slots} to blockTokens stay empty.
      */
     void encodeBlock(MemorySegment block, float[] keys, float[] values, int slots, BlockContext ctx);

@@ -1,0 +1,277 @@
+package dev.kvserve.kernels.cpu;
+
+import static dev.kvserve.kernels.cpu.Vec.F32;
+
+import dev.kvserve.kernels.Backend;
+import dev.kvserve.kernels.GgmlQuantize;
+import dev.kvserve.kernels.GgmlType;
+import dev.kvserve.kernels.RopeConfig;
+import dev.kvserve.kernels.WeightTensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The CPU implementation of {@link Backend}: Vector API kernels over host MemorySegments and a
+ * private {@link CpuThreadPool}. Matmuls are split over output rows; the other ops are cheap and
+ * run on the calling thread.
+ *
+ * <p>Buffers from {@link #allocate} come from a shared arena (the pool's threads write them),
+ * 64-byte aligned, and live until {@link #close}. Weight segments are read by the pool's threads
+ * too, so they must not belong to a confined arena: map model files with {@link Arena#ofShared},
+ * {@link Arena#global} or {@link Arena#ofAuto}.
+ *
+ * <p>Not thread-safe, as {@link Backend} specifies: one caller at a time.
+ */
+public final class CpuBackend implements Backend {
+
+    /** Below this many weight bytes × batch rows a matmul runs on the caller: waking threads costs more. */
+    private static final long PARALLEL_THRESHOLD = 128 * 1024;
+    /** Chunks per thread: enough that a thread slowed by a noisy neighbour just takes fewer. */
+    private static final int CHUNKS_PER_THREAD = 16;
+
+    private final Arena arena = Arena.ofShared();
+    private final CpuThreadPool pool;
+    private final MatmulTask matmulTask = new MatmulTask();
+    private float[] activations = new float[0];
+    private float[] sums = new float[0];
+    private float[] rowBuffer = new float[0];
+    private RopeTable ropeTable;
+    private boolean closed;
+
+    /** A backend using every available processor. */
+    public CpuBackend() {
+        this(Runtime.getRuntime().availableProcessors());
+    }
+
+    /** A backend whose matmuls use {@code threads} threads (the caller and threads-1 workers). */
+    public CpuBackend(int threads) {
+        this.pool = new CpuThreadPool(threads);
+    }
+
+    public int threads() {
+        return pool.parallelism();
+    }
+
+    @Override
+    public String name() {
+        return "cpu (" + pool.parallelism() + " threads, " + Vec.F.vectorBitSize() + "-bit vectors)";
+    }
+
+    @Override
+    public MemorySegment allocate(long bytes) {
+        checkOpen();
+        if (bytes < 0) throw new IllegalArgumentException("negative allocation size " + bytes);
+        return arena.allocate(Math.max(bytes, 1), 64).asSlice(0, bytes);
+    }
+
+    @Override
+    public WeightTensor upload(WeightTensor host) {
+        checkWeight(host);
+        return host;
+    }
+
+    @Override
+    public void copyFromHost(MemorySegment host, MemorySegment dst) {
+        if (dst.byteSize() < host.byteSize()) {
+            throw new IllegalArgumentException("destination holds " + dst.byteSize() + " bytes, source " + host.byteSize());
+        }
+        MemorySegment.copy(host, 0, dst, 0, host.byteSize());
+    }
+
+    @Override
+    public void copyToHost(MemorySegment src, MemorySegment host) {
+        if (src.byteSize() < host.byteSize()) {
+            throw new IllegalArgumentException("source holds " + src.byteSize() + " bytes, destination " + host.byteSize());
+        }
+        MemorySegment.copy(src, 0, host, 0, host.byteSize());
+    }
+
+    @Override
+    public void copy(MemorySegment src, long srcOffset, MemorySegment dst, long dstOffset, long bytes) {
+        MemorySegment.copy(src, srcOffset, dst, dstOffset, bytes);
+    }
+
+    @Override
+    public void matmul(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
+        checkOpen();
+        checkWeight(w);
+        if (batch < 1) throw new IllegalArgumentException("batch must be positive, got " + batch);
+        int cols = w.cols();
+        int rows = w.rows();
+        checkFloats(x, (long) batch * cols, "matmul input x of " + w.name());
+        checkFloats(out, (long) batch * rows, "matmul output of " + w.name());
+        int n = Math.multiplyExact(batch, cols);
+        // Activations are copied to a float[]: the kernels then read them with array loads (no
+        // segment checks in the inner loop), and out may alias x.
+        if (activations.length < n) activations = new float[n];
+        MemorySegment.copy(x, F32, 0, activations, 0, n);
+        WeightKernel kernel = WeightKernel.of(w.type());
+        if (kernel.needsSums()) {
+            int perRow = cols / 32;
+            if (sums.length < batch * perRow) sums = new float[batch * perRow];
+            for (int b = 0; b < batch; b++) VectorOps.blockSums(activations, b * cols, cols, sums, b * perRow);
+        }
+        long rowBytes = w.rowBytes();
+        long work = rowBytes * rows * batch;
+        int chunkRows;
+        int chunks;
+        if (work < PARALLEL_THRESHOLD || pool.parallelism() == 1) {
+            chunkRows = rows;
+            chunks = 1;
+        } else {
+            chunkRows = Math.max(4, ceilDiv(rows, pool.parallelism() * CHUNKS_PER_THREAD));
+            chunks = ceilDiv(rows, chunkRows);
+        }
+        matmulTask.set(kernel, w.data(), rowBytes, rows, cols, batch, activations, sums, out, chunkRows);
+        try {
+            pool.run(matmulTask, chunks);
+        } finally {
+            matmulTask.clear();
+        }
+    }
+
+    @Override
+    public void rmsnorm(MemorySegment out, MemorySegment x, WeightTensor weight, int dim, int batch, float eps) {
+        checkOpen();
+        checkF32Vector(weight, dim, "rmsnorm");
+        checkFloats(x, (long) dim * batch, "rmsnorm input");
+        checkFloats(out, (long) dim * batch, "rmsnorm output");
+        VectorOps.rmsnorm(out, x, weight.data(), dim, batch, eps);
+    }
+
+    @Override
+    public void rope(MemorySegment x, int[] positions, int heads, int headDim, RopeConfig rope, int batch) {
+        checkOpen();
+        if (rope.dims() > headDim || rope.dims() % 2 != 0 || rope.dims() <= 0) {
+            throw new IllegalArgumentException("rope dims " + rope.dims() + " must be even and at most head size " + headDim);
+        }
+        if (positions.length < batch) {
+            throw new IllegalArgumentException(positions.length + " positions for a batch of " + batch);
+        }
+        checkFloats(x, (long) batch * heads * headDim, "rope input");
+        if (ropeTable == null || !ropeTable.config().equals(rope)) ropeTable = new RopeTable(rope);
+        int half = rope.dims() / 2;
+        boolean neox = rope.neox();
+        for (int b = 0; b < batch; b++) {
+            int pos = positions[b];
+            if (pos < 0) throw new IllegalArgumentException("negative position " + pos + " in row " + b);
+            float[] table = ropeTable.page(pos);
+            int t = ropeTable.offset(pos);
+            for (int h = 0; h < heads; h++) {
+                long base = ((long) b * heads + h) * headDim;
+                for (int i = 0; i < half; i++) {
+                    float cos = table[t + 2 * i];
+                    float sin = table[t + 2 * i + 1];
+                    long i0 = neox ? base + i : base + 2L * i;
+                    long i1 = neox ? base + i + half : base + 2L * i + 1;
+                    float x0 = x.getAtIndex(F32, i0);
+                    float x1 = x.getAtIndex(F32, i1);
+                    x.setAtIndex(F32, i0, x0 * cos - x1 * sin);
+                    x.setAtIndex(F32, i1, x0 * sin + x1 * cos);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void siluMul(MemorySegment gate, MemorySegment up, int dim, int batch) {
+        checkOpen();
+        checkFloats(gate, (long) dim * batch, "siluMul gate");
+        checkFloats(up, (long) dim * batch, "siluMul up");
+        VectorOps.siluMul(gate, up, (long) dim * batch);
+    }
+
+    @Override
+    public void add(MemorySegment acc, MemorySegment x, long n) {
+        checkOpen();
+        checkFloats(acc, n, "add accumulator");
+        checkFloats(x, n, "add input");
+        VectorOps.add(acc, x, n);
+    }
+
+    @Override
+    public void addBias(MemorySegment x, WeightTensor bias, int dim, int batch) {
+        checkOpen();
+        checkF32Vector(bias, dim, "addBias");
+        checkFloats(x, (long) dim * batch, "addBias input");
+        VectorOps.addBias(x, bias.data(), dim, batch);
+    }
+
+    @Override
+    public void embed(WeightTensor table, int[] tokens, MemorySegment out) {
+        checkOpen();
+        checkWeight(table);
+        int cols = table.cols();
+        int rows = table.rows();
+        checkFloats(out, (long) tokens.length * cols, "embed output");
+        long rowBytes = table.rowBytes();
+        if (rowBuffer.length < cols) rowBuffer = new float[cols];
+        for (int b = 0; b < tokens.length; b++) {
+            int token = tokens[b];
+            if (token < 0 || token >= rows) {
+                throw new IllegalArgumentException("token id " + token + " outside " + table.name() + " (" + rows + " rows)");
+            }
+            long dst = (long) b * cols * Float.BYTES;
+            if (table.type() == GgmlType.F32) {
+                MemorySegment.copy(table.data(), token * rowBytes, out, dst, rowBytes);
+            } else {
+                GgmlQuantize.dequantizeRow(table.type(), table.data(), token * rowBytes, rowBuffer, 0, cols);
+                MemorySegment.copy(rowBuffer, 0, out, F32, dst, cols);
+            }
+        }
+    }
+
+    @Override
+    public void softmax(MemorySegment x, int dim, int batch) {
+        checkOpen();
+        checkFloats(x, (long) dim * batch, "softmax input");
+        VectorOps.softmax(x, dim, batch);
+    }
+
+    @Override
+    public void synchronize() {
+        // Every op has finished when it returns.
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        pool.close();
+        arena.close();
+    }
+
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("CPU backend is closed");
+    }
+
+    private static void checkWeight(WeightTensor w) {
+        if (w == null) throw new IllegalArgumentException("weight tensor is null");
+        if (!w.type().supported) {
+            throw new IllegalArgumentException("weight " + w.name() + " has type " + w.type() + ", which has no kernel");
+        }
+        long need = w.type().bytesFor(w.elements());
+        if (w.data().byteSize() < need) {
+            throw new IllegalArgumentException("weight " + w + " needs " + need + " bytes but holds " + w.data().byteSize());
+        }
+    }
+
+    private static void checkF32Vector(WeightTensor w, int dim, String op) {
+        if (w.type() != GgmlType.F32) throw new IllegalArgumentException(op + " weight " + w.name() + " must be F32, is " + w.type());
+        if (w.elements() < dim) throw new IllegalArgumentException(op + " weight " + w + " is shorter than " + dim);
+        if (w.data().byteSize() < (long) dim * Float.BYTES) {
+            throw new IllegalArgumentException(op + " weight " + w.name() + " holds fewer than " + dim + " floats");
+        }
+    }
+
+    private static void checkFloats(MemorySegment s, long floats, String what) {
+        if (s == null) throw new IllegalArgumentException(what + " is null");
+        if (s.byteSize() < floats * Float.BYTES) {
+            throw new IllegalArgumentException(what + " holds " + s.byteSize() + " bytes, needs " + floats * Float.BYTES);
+        }
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
+    }
+}

@@ -1,0 +1,85 @@
+package dev.kvserve.kernels.cpu;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * One matmul, split into chunks of consecutive weight rows for {@link CpuThreadPool}. Reused for
+ * every call (fields are overwritten), so the hot path allocates nothing.
+ *
+ * <p>Order of work inside a chunk, for batch > 1: activation rows are taken in groups that fit
+ * in L2 ({@link #xGroup} rows); for each group every weight row of the chunk is read once and
+ * dotted with the group four activation rows at a time ({@link WeightKernel#dot4}). A weight row
+ * therefore crosses the memory bus once per group (once in all for decode-sized batches), and
+ * its decode work is shared by four rows; the activations it meets are hot in cache.
+ */
+final class MatmulTask implements CpuThreadPool.Task {
+    /** Bytes of activations a group may take: half of a 1 MiB L2, leaving room for weights. */
+    private static final int GROUP_BYTES = 512 * 1024;
+
+    WeightKernel kernel;
+    MemorySegment weights;
+    long rowBytes;
+    int rows;
+    int cols;
+    int batch;
+    float[] x;
+    float[] xSums;
+    MemorySegment out;
+    int chunkRows;
+    int xGroup;
+
+    void set(WeightKernel kernel, MemorySegment weights, long rowBytes, int rows, int cols, int batch,
+             float[] x, float[] xSums, MemorySegment out, int chunkRows) {
+        this.kernel = kernel;
+        this.weights = weights;
+        this.rowBytes = rowBytes;
+        this.rows = rows;
+        this.cols = cols;
+        this.batch = batch;
+        this.x = x;
+        this.xSums = xSums;
+        this.out = out;
+        this.chunkRows = chunkRows;
+        int fit = Math.max(4, GROUP_BYTES / (cols * Float.BYTES) / 4 * 4);
+        this.xGroup = Math.min(batch, fit);
+    }
+
+    void clear() {
+        weights = null;
+        x = null;
+        xSums = null;
+        out = null;
+    }
+
+    @Override
+    public void run(int chunk) {
+        int r0 = chunk * chunkRows;
+        int r1 = Math.min(rows, r0 + chunkRows);
+        WeightKernel k = kernel;
+        MemorySegment w = weights;
+        float[] xs = x;
+        float[] sums = xSums;
+        int sumsStride = cols / 32;
+        if (batch == 1) {
+            for (int r = r0; r < r1; r++) {
+                out.setAtIndex(Vec.F32, r, k.dot(w, r * rowBytes, xs, 0, sums, 0, cols));
+            }
+            return;
+        }
+        for (int g0 = 0; g0 < batch; g0 += xGroup) {
+            int g1 = Math.min(batch, g0 + xGroup);
+            for (int r = r0; r < r1; r++) {
+                long rowOffset = r * rowBytes;
+                int b = g0;
+                for (; b + 4 <= g1; b += 4) {
+                    k.dot4(w, rowOffset, xs, b * cols, cols, sums, b * sumsStride, sumsStride, cols,
+                            out, (long) b * rows + r, rows);
+                }
+                for (; b < g1; b++) {
+                    out.setAtIndex(Vec.F32, (long) b * rows + r,
+                            k.dot(w, rowOffset, xs, b * cols, sums, b * sumsStride, cols));
+                }
+            }
+        }
+    }
+}

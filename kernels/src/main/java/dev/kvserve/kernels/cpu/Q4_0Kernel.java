@@ -1,0 +1,94 @@
+package dev.kvserve.kernels.cpu;
+
+import static dev.kvserve.kernels.cpu.Vec.B;
+import static dev.kvserve.kernels.cpu.Vec.F;
+import static dev.kvserve.kernels.cpu.Vec.F32;
+import static dev.kvserve.kernels.cpu.Vec.FL;
+import static dev.kvserve.kernels.cpu.Vec.LE;
+import static dev.kvserve.kernels.cpu.Vec.LE_SHORT;
+import static dev.kvserve.kernels.cpu.Vec.highNibbles;
+import static dev.kvserve.kernels.cpu.Vec.lowNibbles;
+import static dev.kvserve.kernels.cpu.Vec.toFloats;
+
+import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Q4_0 blocks: f16 scale d, then 16 bytes of nibbles (18 bytes per 32 values). ggml puts element
+ * j in the low nibble of byte j and element j+16 in the high nibble, so one load of FL bytes
+ * yields two FloatVectors of contiguous elements (j.. and j+16..) without any shuffle. Values
+ * are (q - 8) * d; the 8 is subtracted on the bytes, before widening.
+ */
+final class Q4_0Kernel extends WeightKernel {
+    private static final int BLOCK_BYTES = 18;
+
+    @Override
+    float dot(MemorySegment w, long row, float[] x, int xo, float[] xSums, int so, int cols) {
+        int blocks = cols / 32;
+        FloatVector acc0 = FloatVector.zero(F);
+        FloatVector acc1 = acc0;
+        int b = 0;
+        for (; b + 1 < blocks; b += 2) {
+            long o0 = row + (long) BLOCK_BYTES * b;
+            long o1 = o0 + BLOCK_BYTES;
+            int x0 = xo + 32 * b;
+            FloatVector s0 = FloatVector.zero(F);
+            FloatVector s1 = s0;
+            for (int j = 0; j < 16; j += FL) {
+                ByteVector q0 = ByteVector.fromMemorySegment(B, w, o0 + 2 + j, LE);
+                ByteVector q1 = ByteVector.fromMemorySegment(B, w, o1 + 2 + j, LE);
+                s0 = toFloats(lowNibbles(q0).sub((byte) 8)).fma(FloatVector.fromArray(F, x, x0 + j), s0);
+                s0 = toFloats(highNibbles(q0).sub((byte) 8)).fma(FloatVector.fromArray(F, x, x0 + 16 + j), s0);
+                s1 = toFloats(lowNibbles(q1).sub((byte) 8)).fma(FloatVector.fromArray(F, x, x0 + 32 + j), s1);
+                s1 = toFloats(highNibbles(q1).sub((byte) 8)).fma(FloatVector.fromArray(F, x, x0 + 48 + j), s1);
+            }
+            acc0 = s0.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(LE_SHORT, o0))), acc0);
+            acc1 = s1.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(LE_SHORT, o1))), acc1);
+        }
+        if (b < blocks) {
+            long o0 = row + (long) BLOCK_BYTES * b;
+            int x0 = xo + 32 * b;
+            FloatVector s0 = FloatVector.zero(F);
+            for (int j = 0; j < 16; j += FL) {
+                ByteVector q0 = ByteVector.fromMemorySegment(B, w, o0 + 2 + j, LE);
+                s0 = toFloats(lowNibbles(q0).sub((byte) 8)).fma(FloatVector.fromArray(F, x, x0 + j), s0);
+                s0 = toFloats(highNibbles(q0).sub((byte) 8)).fma(FloatVector.fromArray(F, x, x0 + 16 + j), s0);
+            }
+            acc0 = s0.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(LE_SHORT, o0))), acc0);
+        }
+        return acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+    }
+
+    @Override
+    void dot4(MemorySegment w, long row, float[] x, int xo, int xs, float[] xSums, int so, int ss, int cols,
+              MemorySegment out, long oi, long os) {
+        int blocks = cols / 32;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int b = 0; b < blocks; b++) {
+            long o = row + (long) BLOCK_BYTES * b;
+            float d = Float.float16ToFloat(w.get(LE_SHORT, o));
+            for (int j = 0; j < 16; j += FL) {
+                ByteVector q = ByteVector.fromMemorySegment(B, w, o + 2 + j, LE);
+                FloatVector lo = toFloats(lowNibbles(q).sub((byte) 8)).mul(d);
+                FloatVector hi = toFloats(highNibbles(q).sub((byte) 8)).mul(d);
+                int xl = xo + 32 * b + j;
+                int xh = xl + 16;
+                a0 = lo.fma(FloatVector.fromArray(F, x, xl), a0);
+                a1 = lo.fma(FloatVector.fromArray(F, x, xl + xs), a1);
+                a2 = lo.fma(FloatVector.fromArray(F, x, xl + 2 * xs), a2);
+                a3 = lo.fma(FloatVector.fromArray(F, x, xl + 3 * xs), a3);
+                b0 = hi.fma(FloatVector.fromArray(F, x, xh), b0);
+                b1 = hi.fma(FloatVector.fromArray(F, x, xh + xs), b1);
+                b2 = hi.fma(FloatVector.fromArray(F, x, xh + 2 * xs), b2);
+                b3 = hi.fma(FloatVector.fromArray(F, x, xh + 3 * xs), b3);
+            }
+        }
+        out.setAtIndex(F32, oi, a0.add(b0).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi + os, a1.add(b1).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi + 2 * os, a2.add(b2).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi + 3 * os, a3.add(b3).reduceLanes(VectorOperators.ADD));
+    }
+}

@@ -1,0 +1,129 @@
+package dev.kvserve.kernels.cpu;
+
+import static dev.kvserve.kernels.cpu.Vec.B;
+import static dev.kvserve.kernels.cpu.Vec.F;
+import static dev.kvserve.kernels.cpu.Vec.F32;
+import static dev.kvserve.kernels.cpu.Vec.FL;
+import static dev.kvserve.kernels.cpu.Vec.LE;
+import static dev.kvserve.kernels.cpu.Vec.LE_SHORT;
+import static dev.kvserve.kernels.cpu.Vec.highNibbles;
+import static dev.kvserve.kernels.cpu.Vec.lowNibbles;
+import static dev.kvserve.kernels.cpu.Vec.toFloats;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Q4_K super-blocks of 256 values (144 bytes): f16 d, f16 dmin, 12 bytes of packed 6-bit
+ * (scale, min) pairs for 8 sub-blocks of 32, then 128 bytes of nibbles. Bytes 32c..32c+31 carry
+ * sub-block 2c in their low nibbles and sub-block 2c+1 in their high nibbles, so as in Q4_0 one
+ * byte load feeds two contiguous runs of elements. Value = d·scale·q − dmin·min.
+ *
+ * <p>{@link #dot} factors the sub-block constants out: Σ (d·sc·q − dmin·m)·x =
+ * d·sc·Σ q·x − dmin·m·Σ x, with Σ x per run of 32 precomputed once per activation row
+ * ({@code xSums}), so the inner loop is a plain widen-and-FMA. {@link #dot4} decodes each vector
+ * with one FMA (q·(d·sc) − dmin·m) and reuses it for the four rows.
+ */
+final class Q4_KKernel extends WeightKernel {
+    private static final int BLOCK_BYTES = 144;
+    private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(LE);
+    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(LE);
+
+    @Override
+    boolean needsSums() {
+        return true;
+    }
+
+    /** 6-bit scale of sub-block j, from the 12 scale bytes held as lo (bytes 0-7) and hi (8-11). */
+    private static int scale(long lo, int hi, int j) {
+        if (j < 4) return (int) (lo >>> (8 * j)) & 63;
+        int packed = (hi >>> (8 * (j - 4))) & 0xff;
+        int top = (int) (lo >>> (8 * (j - 4) + 6)) & 3;
+        return (packed & 0xF) | (top << 4);
+    }
+
+    /** 6-bit min of sub-block j (see {@link dev.kvserve.kernels.GgmlQuantize#scaleMinK4}). */
+    private static int min(long lo, int hi, int j) {
+        if (j < 4) return (int) (lo >>> (8 * (j + 4))) & 63;
+        int packed = (hi >>> (8 * (j - 4))) & 0xff;
+        int top = (int) (lo >>> (8 * j + 6)) & 3;
+        return (packed >>> 4) | (top << 4);
+    }
+
+    @Override
+    float dot(MemorySegment w, long row, float[] x, int xo, float[] xSums, int so, int cols) {
+        int superBlocks = cols / 256;
+        FloatVector acc0 = FloatVector.zero(F);
+        FloatVector acc1 = acc0;
+        float minTerm = 0f;
+        for (int sb = 0; sb < superBlocks; sb++) {
+            long o = row + (long) BLOCK_BYTES * sb;
+            float d = Float.float16ToFloat(w.get(LE_SHORT, o));
+            float dmin = Float.float16ToFloat(w.get(LE_SHORT, o + 2));
+            long lo = w.get(LE_LONG, o + 4);
+            int hi = w.get(LE_INT, o + 12);
+            float mins = 0f;
+            for (int c = 0; c < 4; c++) {
+                long q = o + 16 + 32L * c;
+                int xb = xo + 256 * sb + 64 * c;
+                FloatVector s0 = FloatVector.zero(F);
+                FloatVector s1 = s0;
+                for (int j = 0; j < 32; j += FL) {
+                    ByteVector bytes = ByteVector.fromMemorySegment(B, w, q + j, LE);
+                    s0 = toFloats(lowNibbles(bytes)).fma(FloatVector.fromArray(F, x, xb + j), s0);
+                    s1 = toFloats(highNibbles(bytes)).fma(FloatVector.fromArray(F, x, xb + 32 + j), s1);
+                }
+                acc0 = s0.fma(FloatVector.broadcast(F, d * scale(lo, hi, 2 * c)), acc0);
+                acc1 = s1.fma(FloatVector.broadcast(F, d * scale(lo, hi, 2 * c + 1)), acc1);
+                int sub = so + 8 * sb + 2 * c;
+                mins += min(lo, hi, 2 * c) * xSums[sub] + min(lo, hi, 2 * c + 1) * xSums[sub + 1];
+            }
+            minTerm += dmin * mins;
+        }
+        return acc0.add(acc1).reduceLanes(VectorOperators.ADD) - minTerm;
+    }
+
+    @Override
+    void dot4(MemorySegment w, long row, float[] x, int xo, int xs, float[] xSums, int so, int ss, int cols,
+              MemorySegment out, long oi, long os) {
+        int superBlocks = cols / 256;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int sb = 0; sb < superBlocks; sb++) {
+            long o = row + (long) BLOCK_BYTES * sb;
+            float d = Float.float16ToFloat(w.get(LE_SHORT, o));
+            float dmin = Float.float16ToFloat(w.get(LE_SHORT, o + 2));
+            long lo = w.get(LE_LONG, o + 4);
+            int hi = w.get(LE_INT, o + 12);
+            for (int c = 0; c < 4; c++) {
+                FloatVector scaleLo = FloatVector.broadcast(F, d * scale(lo, hi, 2 * c));
+                FloatVector minLo = FloatVector.broadcast(F, -dmin * min(lo, hi, 2 * c));
+                FloatVector scaleHi = FloatVector.broadcast(F, d * scale(lo, hi, 2 * c + 1));
+                FloatVector minHi = FloatVector.broadcast(F, -dmin * min(lo, hi, 2 * c + 1));
+                long q = o + 16 + 32L * c;
+                for (int j = 0; j < 32; j += FL) {
+                    ByteVector bytes = ByteVector.fromMemorySegment(B, w, q + j, LE);
+                    FloatVector wl = toFloats(lowNibbles(bytes)).fma(scaleLo, minLo);
+                    FloatVector wh = toFloats(highNibbles(bytes)).fma(scaleHi, minHi);
+                    int xl = xo + 256 * sb + 64 * c + j;
+                    int xh = xl + 32;
+                    a0 = wl.fma(FloatVector.fromArray(F, x, xl), a0);
+                    a1 = wl.fma(FloatVector.fromArray(F, x, xl + xs), a1);
+                    a2 = wl.fma(FloatVector.fromArray(F, x, xl + 2 * xs), a2);
+                    a3 = wl.fma(FloatVector.fromArray(F, x, xl + 3 * xs), a3);
+                    b0 = wh.fma(FloatVector.fromArray(F, x, xh), b0);
+                    b1 = wh.fma(FloatVector.fromArray(F, x, xh + xs), b1);
+                    b2 = wh.fma(FloatVector.fromArray(F, x, xh + 2 * xs), b2);
+                    b3 = wh.fma(FloatVector.fromArray(F, x, xh + 3 * xs), b3);
+                }
+            }
+        }
+        out.setAtIndex(F32, oi, a0.add(b0).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi + os, a1.add(b1).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi + 2 * os, a2.add(b2).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi + 3 * os, a3.add(b3).reduceLanes(VectorOperators.ADD));
+    }
+}

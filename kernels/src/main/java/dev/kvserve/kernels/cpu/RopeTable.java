@@ -1,0 +1,52 @@
+package dev.kvserve.kernels.cpu;
+
+import dev.kvserve.kernels.RopeConfig;
+import java.util.Arrays;
+
+/**
+ * cos/sin of every (position, pair) of one {@link RopeConfig}, computed once with
+ * {@link RopeConfig#theta} in double and kept as float. A decode step rotates q and k of every
+ * layer at the same position, so recomputing the trigonometry per call would cost more than the
+ * rotation. Positions are filled in pages of {@value #PAGE} as they are first used.
+ */
+final class RopeTable {
+    private static final int PAGE = 256;
+
+    private final RopeConfig rope;
+    private final int half;
+    /** pages[p][(pos % PAGE) * 2 * half + 2*i] = cos, +1 = sin. */
+    private float[][] pages = new float[0][];
+
+    RopeTable(RopeConfig rope) {
+        this.rope = rope;
+        this.half = rope.dims() / 2;
+    }
+
+    RopeConfig config() {
+        return rope;
+    }
+
+    /** The page holding {@code position}; the entry of pair i is at {@link #offset} + 2i. */
+    float[] page(int position) {
+        int p = position / PAGE;
+        if (p >= pages.length) pages = Arrays.copyOf(pages, Math.max(p + 1, pages.length * 2));
+        float[] page = pages[p];
+        if (page == null) {
+            page = new float[PAGE * 2 * half];
+            for (int k = 0; k < PAGE; k++) {
+                int pos = p * PAGE + k;
+                for (int i = 0; i < half; i++) {
+                    double theta = rope.theta(pos, i);
+                    page[k * 2 * half + 2 * i] = (float) Math.cos(theta);
+                    page[k * 2 * half + 2 * i + 1] = (float) Math.sin(theta);
+                }
+            }
+            pages[p] = page;
+        }
+        return page;
+    }
+
+    int offset(int position) {
+        return (position % PAGE) * 2 * half;
+    }
+}

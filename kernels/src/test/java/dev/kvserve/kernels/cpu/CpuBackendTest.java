@@ -1,0 +1,287 @@
+package dev.kvserve.kernels.cpu;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.kvserve.kernels.GgmlQuantize;
+import dev.kvserve.kernels.GgmlType;
+import dev.kvserve.kernels.RopeConfig;
+import dev.kvserve.kernels.ScalarKernels;
+import dev.kvserve.kernels.WeightTensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** Every Vector API op of {@link CpuBackend} against {@link ScalarKernels} on seeded random data. */
+class CpuBackendTest {
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    private static CpuBackend backend;
+    private static Arena arena;
+
+    @BeforeAll
+    static void open() {
+        backend = new CpuBackend(2);
+        arena = Arena.ofShared();
+    }
+
+    @AfterAll
+    static void close() {
+        backend.close();
+        arena.close();
+    }
+
+    private static float[] gaussian(Random rnd, int n, float scale) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) rnd.nextGaussian() * scale;
+        return a;
+    }
+
+    private MemorySegment floats(float[] values) {
+        MemorySegment s = backend.allocate((long) values.length * Float.BYTES);
+        MemorySegment.copy(values, 0, s, F32, 0, values.length);
+        return s;
+    }
+
+    private static MemorySegment copyOf(MemorySegment s) {
+        MemorySegment c = arena.allocate(s.byteSize(), 64);
+        c.copyFrom(s);
+        return c;
+    }
+
+    static Stream<Arguments> matmulCases() {
+        // cols: K-quants need multiples of 256, Q8_0/Q4_0 of 32; float types get odd lengths so
+        // the vector tails run. rows include 1 and primes; batches cover the dot4 tiles and every
+        // remainder. The 300 x 512 and 2048-col cases are large enough to run on both threads.
+        Stream.Builder<Arguments> cases = Stream.builder();
+        for (GgmlType type : new GgmlType[] {GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0,
+                GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K}) {
+            int[] colChoices = switch (type) {
+                case Q4_K, Q6_K -> new int[] {256, 512, 2048};
+                case Q8_0, Q4_0 -> new int[] {32, 96, 512, 2048};
+                default -> new int[] {7, 37, 100, 512, 2048};
+            };
+            for (int cols : colChoices) {
+                for (int rows : new int[] {1, 17, 300}) {
+                    for (int batch : new int[] {1, 2, 3, 4, 5, 7, 9}) {
+                        if (cols == 2048 && rows != 17) continue;
+                        cases.add(Arguments.of(type, cols, rows, batch));
+                    }
+                }
+            }
+        }
+        return cases.build();
+    }
+
+    @ParameterizedTest(name = "{0} cols={1} rows={2} batch={3}")
+    @MethodSource("matmulCases")
+    void matmulMatchesScalarReference(GgmlType type, int cols, int rows, int batch) {
+        Random rnd = new Random(31L * cols + 7L * rows + batch + type.ordinal() * 1000L);
+        float[] weights = gaussian(rnd, cols * rows, 0.05f);
+        MemorySegment data = GgmlQuantize.quantize(type, weights, cols, arena);
+        WeightTensor w = new WeightTensor("w", type, new long[] {cols, rows}, data);
+        float[] x = gaussian(rnd, cols * batch, 1f);
+        MemorySegment xs = floats(x);
+        MemorySegment out = backend.allocate((long) rows * batch * Float.BYTES);
+        backend.matmul(w, xs, out, batch);
+
+        MemorySegment expected = arena.allocate((long) rows * batch * Float.BYTES);
+        ScalarKernels.matmul(w, xs, expected, batch);
+        float[] row = new float[cols];
+        for (int r = 0; r < rows; r++) {
+            GgmlQuantize.dequantizeRow(type, data, r * w.rowBytes(), row, 0, cols);
+            for (int b = 0; b < batch; b++) {
+                // Bound relative to Σ|w·x|: float sums in another order differ by a few ulps of that.
+                double magnitude = 0;
+                for (int c = 0; c < cols; c++) magnitude += Math.abs((double) row[c] * x[b * cols + c]);
+                float got = out.getAtIndex(F32, (long) b * rows + r);
+                float want = expected.getAtIndex(F32, (long) b * rows + r);
+                assertThat((double) Math.abs(got - want))
+                        .as("row %d batch row %d: got %s want %s", r, b, got, want)
+                        .isLessThanOrEqualTo(2e-6 * magnitude + 1e-30);
+            }
+        }
+    }
+
+    @Test
+    void matmulMayWriteOverItsInput() {
+        Random rnd = new Random(5);
+        int n = 256;
+        float[] weights = gaussian(rnd, n * n, 0.05f);
+        WeightTensor w = new WeightTensor("square", GgmlType.Q8_0, new long[] {n, n},
+                GgmlQuantize.quantize(GgmlType.Q8_0, weights, n, arena));
+        MemorySegment x = floats(gaussian(rnd, n * 3, 1f));
+        MemorySegment expected = arena.allocate((long) n * 3 * Float.BYTES);
+        ScalarKernels.matmul(w, x, expected, 3);
+        backend.matmul(w, x, x, 3);
+        for (int i = 0; i < n * 3; i++) {
+            assertThat(x.getAtIndex(F32, i)).isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-4f));
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource({"64, 1", "100, 3", "2048, 5", "7, 2"})
+    void rmsnormMatchesReference(int dim, int batch) {
+        Random rnd = new Random(dim + batch);
+        MemorySegment x = floats(gaussian(rnd, dim * batch, 3f));
+        WeightTensor weight = new WeightTensor("norm", GgmlType.F32, new long[] {dim}, floats(gaussian(rnd, dim, 1f)));
+        MemorySegment expected = copyOf(x);
+        ScalarKernels.rmsnorm(expected, expected, weight.data(), dim, batch, 1e-5f);
+        MemorySegment out = backend.allocate((long) dim * batch * Float.BYTES);
+        backend.rmsnorm(out, x, weight, dim, batch, 1e-5f);
+        assertClose(out, expected, dim * batch, 1e-6, 1e-6);
+        backend.rmsnorm(x, x, weight, dim, batch, 1e-5f); // in place
+        assertClose(x, expected, dim * batch, 1e-6, 1e-6);
+    }
+
+    @ParameterizedTest
+    @CsvSource({"5, 1", "512, 2", "2049, 3", "33, 4"})
+    void softmaxMatchesReference(int dim, int batch) {
+        Random rnd = new Random(dim * 3L + batch);
+        MemorySegment x = floats(gaussian(rnd, dim * batch, 8f));
+        MemorySegment expected = copyOf(x);
+        ScalarKernels.softmax(expected, dim, batch);
+        backend.softmax(x, dim, batch);
+        assertClose(x, expected, dim * batch, 1e-5, 1e-9);
+        for (int b = 0; b < batch; b++) {
+            double sum = 0;
+            for (int i = 0; i < dim; i++) sum += x.getAtIndex(F32, (long) b * dim + i);
+            assertThat(sum).isCloseTo(1.0, org.assertj.core.data.Offset.offset(1e-5));
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource({"172, 1", "8192, 2", "13, 3"})
+    void siluMulMatchesReference(int dim, int batch) {
+        Random rnd = new Random(dim + 11L * batch);
+        MemorySegment gate = floats(gaussian(rnd, dim * batch, 4f));
+        MemorySegment up = floats(gaussian(rnd, dim * batch, 1f));
+        MemorySegment expected = copyOf(gate);
+        ScalarKernels.siluMul(expected, up, dim, batch);
+        backend.siluMul(gate, up, dim, batch);
+        assertClose(gate, expected, dim * batch, 1e-5, 1e-7);
+    }
+
+    @Test
+    void addAndAddBiasMatchReference() {
+        Random rnd = new Random(3);
+        int dim = 77;
+        int batch = 3;
+        MemorySegment acc = floats(gaussian(rnd, dim * batch, 1f));
+        MemorySegment x = floats(gaussian(rnd, dim * batch, 1f));
+        MemorySegment expected = copyOf(acc);
+        ScalarKernels.add(expected, x, (long) dim * batch);
+        backend.add(acc, x, (long) dim * batch);
+        assertClose(acc, expected, dim * batch, 0, 0);
+
+        WeightTensor bias = new WeightTensor("bias", GgmlType.F32, new long[] {dim}, floats(gaussian(rnd, dim, 1f)));
+        ScalarKernels.addBias(expected, bias.data(), dim, batch);
+        backend.addBias(acc, bias, dim, batch);
+        assertClose(acc, expected, dim * batch, 0, 0);
+    }
+
+    @ParameterizedTest
+    @CsvSource({
+        "8, 8, false, 10000", "8, 8, true, 10000", "64, 64, false, 500000",
+        "128, 64, true, 1000000", "16, 16, true, 10000"})
+    void ropeMatchesReference(int headDim, int ropeDims, boolean neox, float base) {
+        Random rnd = new Random(headDim + ropeDims);
+        int heads = 3;
+        int batch = 4;
+        RopeConfig rope = new RopeConfig(ropeDims, base, 1f, neox);
+        int[] positions = {0, 1, 255, 4097};
+        MemorySegment x = floats(gaussian(rnd, heads * headDim * batch, 1f));
+        MemorySegment expected = copyOf(x);
+        ScalarKernels.rope(expected, positions, heads, headDim, rope, batch);
+        backend.rope(x, positions, heads, headDim, rope, batch);
+        assertClose(x, expected, heads * headDim * batch, 1e-6, 1e-6);
+    }
+
+    @Test
+    void ropeAtPositionZeroIsIdentityAndScalesPositions() {
+        RopeConfig scaled = new RopeConfig(8, 10000f, 0.5f, false);
+        RopeConfig plain = new RopeConfig(8, 10000f, 1f, false);
+        float[] values = gaussian(new Random(1), 8, 1f);
+        MemorySegment a = floats(values);
+        MemorySegment b = floats(values);
+        backend.rope(a, new int[] {10}, 1, 8, scaled, 1);
+        backend.rope(b, new int[] {5}, 1, 8, plain, 1);
+        assertClose(a, b, 8, 1e-6, 1e-7);
+        MemorySegment c = floats(values);
+        backend.rope(c, new int[] {0}, 1, 8, plain, 1);
+        for (int i = 0; i < 8; i++) assertThat(c.getAtIndex(F32, i)).isEqualTo(values[i]);
+    }
+
+    @ParameterizedTest
+    @CsvSource({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"})
+    void embedDecodesTheTokenRows(GgmlType type) {
+        int cols = 256;
+        int rows = 10;
+        float[] values = gaussian(new Random(type.ordinal()), cols * rows, 0.1f);
+        WeightTensor table = new WeightTensor("emb", type, new long[] {cols, rows}, GgmlQuantize.quantize(type, values, cols, arena));
+        int[] tokens = {3, 0, 9, 3};
+        MemorySegment out = backend.allocate((long) cols * tokens.length * Float.BYTES);
+        backend.embed(table, tokens, out);
+        MemorySegment expected = arena.allocate((long) cols * tokens.length * Float.BYTES);
+        ScalarKernels.embed(table, tokens, expected);
+        assertClose(out, expected, cols * tokens.length, 0, 0);
+    }
+
+    @Test
+    void allocationsAreZeroedAndAligned() {
+        MemorySegment s = backend.allocate(1000);
+        assertThat(s.byteSize()).isEqualTo(1000);
+        assertThat(s.address() % 64).isZero();
+        for (int i = 0; i < 1000; i++) assertThat(s.get(ValueLayout.JAVA_BYTE, i)).isZero();
+    }
+
+    @Test
+    void badArgumentsAreRefusedWithClearMessages() {
+        WeightTensor w = new WeightTensor("blk.0.attn_q.weight", GgmlType.Q8_0, new long[] {64, 4},
+                GgmlQuantize.quantize(GgmlType.Q8_0, new float[256], 64, arena));
+        MemorySegment small = backend.allocate(16);
+        MemorySegment out = backend.allocate(1024);
+        assertThatThrownBy(() -> backend.matmul(w, small, out, 1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("blk.0.attn_q.weight");
+        assertThatThrownBy(() -> backend.matmul(w, out, out, 0)).isInstanceOf(IllegalArgumentException.class);
+        WeightTensor q41 = new WeightTensor("odd", GgmlType.Q4_1, new long[] {32, 1}, arena.allocate(20));
+        assertThatThrownBy(() -> backend.matmul(q41, out, out, 1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("Q4_1");
+        WeightTensor truncated = new WeightTensor("cut", GgmlType.Q8_0, new long[] {64, 4}, arena.allocate(100));
+        assertThatThrownBy(() -> backend.matmul(truncated, out, out, 1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("cut");
+        assertThatThrownBy(() -> backend.embed(w, new int[] {4}, out))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("token id 4");
+        assertThatThrownBy(() -> backend.rope(out, new int[] {0}, 1, 8, new RopeConfig(16, 1e4f, 1f, false), 1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("rope dims");
+        assertThatThrownBy(() -> backend.rmsnorm(out, out, w, 64, 1, 1e-5f))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("F32");
+    }
+
+    @Test
+    void closedBackendRefusesWork() {
+        CpuBackend b = new CpuBackend(2);
+        MemorySegment s = b.allocate(64);
+        b.close();
+        b.close(); // idempotent
+        assertThatThrownBy(() -> b.softmax(s, 4, 1)).isInstanceOf(IllegalStateException.class);
+    }
+
+    private static void assertClose(MemorySegment got, MemorySegment want, int n, double rel, double abs) {
+        for (int i = 0; i < n; i++) {
+            float g = got.getAtIndex(F32, i);
+            float e = want.getAtIndex(F32, i);
+            assertThat((double) Math.abs(g - e)).as("index %d: got %s want %s", i, g, e)
+                    .isLessThanOrEqualTo(rel * Math.abs(e) + abs);
+        }
+    }
+}

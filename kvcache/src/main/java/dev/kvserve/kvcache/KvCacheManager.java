@@ -1,0 +1,170 @@
+package dev.kvserve.kvcache;
+
+import dev.kvserve.kvcache.evict.EvictionPolicy;
+import dev.kvserve.kvcache.format.FormatBinding;
+import dev.kvserve.kvcache.format.KvStorageFormat;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * Owns the block pool of one model's KV cache: an exact budget of bytes as stored, fixed-size blocks
+ * ({@code blockTokens} tokens of one layer and KV head), and the sequences allocated from it. Each
+ * sequence gets its own compression policy. Thread-safe.
+ */
+public final class KvCacheManager implements AutoCloseable {
+
+    public static final int DEFAULT_BLOCK_TOKENS = 16;
+
+    private final KvGeometry geometry;
+    private final int blockTokens;
+    private final BlockPool pool;
+    private final RopeTable rope;
+    private final Map<String, FormatBinding> bindings = new ConcurrentHashMap<>();
+    private final Set<PagedSequence> open = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
+
+    public KvCacheManager(KvGeometry geometry, long budgetBytes) {
+        this(geometry, budgetBytes, DEFAULT_BLOCK_TOKENS);
+    }
+
+    public KvCacheManager(KvGeometry geometry, long budgetBytes, int blockTokens) {
+        if (blockTokens < 1 || blockTokens > 1024) {
+            throw new IllegalArgumentException("block size must be 1..1024 tokens, got " + blockTokens);
+        }
+        this.geometry = geometry;
+        this.blockTokens = blockTokens;
+        this.pool = new BlockPool(budgetBytes, blockTokens);
+        this.rope = new RopeTable(geometry.rope(), geometry.headDim());
+    }
+
+    public KvGeometry geometry() {
+        return geometry;
+    }
+
+    public int blockTokens() {
+        return blockTokens;
+    }
+
+    public long budgetBytes() {
+        return pool.budget();
+    }
+
+    /** RoPE cos/sin shared by the sequences of this cache (attention uses it for pre-RoPE keys). */
+    public RopeTable rope() {
+        return rope;
+    }
+
+    /** The format of {@code policy} bound to this cache's geometry (validated once, then cached). */
+    public FormatBinding binding(KvCachePolicy policy) {
+        KvStorageFormat format = policy.format();
+        return bindings.computeIfAbsent(format.spec(), k -> format.bind(geometry, blockTokens));
+    }
+
+    /**
+     * A new, empty sequence under {@code policy}.
+     *
+     * @throws IllegalArgumentException when a part of the policy does not fit this model
+     */
+    public PagedSequence open(KvCachePolicy policy) {
+        PagedSequence s = new PagedSequence(this, pool, policy, binding(policy));
+        open.add(s);
+        return s;
+    }
+
+    public PagedSequence open(String policySpec) {
+        return open(KvCachePolicy.parse(policySpec));
+    }
+
+    /** A sequence holding the same tokens as {@code source}, sharing its blocks until either writes. */
+    public PagedSequence fork(SequenceKv source) {
+        PagedSequence s = new PagedSequence(own(source));
+        open.add(s);
+        return s;
+    }
+
+    /**
+     * A sequence holding the first {@code tokens} positions of {@code source} (prefix sharing: the
+     * full blocks are shared, the block where they diverge is copied on the first write). Only for
+     * policies without eviction or selection, whose state describes the whole source.
+     */
+    public PagedSequence fork(SequenceKv source, int tokens) {
+        PagedSequence src = own(source);
+        if (tokens < 0 || tokens > src.length()) {
+            throw new IllegalArgumentException("prefix of " + tokens + " tokens from a sequence of " + src.length());
+        }
+        if (src.policy().eviction().isPresent() || src.policy().selector().isPresent()) {
+            throw new IllegalArgumentException("prefix fork needs a policy without eviction or selection, got " + src.policy());
+        }
+        PagedSequence s = fork(src);
+        try {
+            s.truncate(tokens);
+        } catch (RuntimeException e) {
+            s.close();
+            throw e;
+        }
+        return s;
+    }
+
+    private PagedSequence own(SequenceKv source) {
+        if (!(source instanceof PagedSequence p) || !open.contains(p)) {
+            throw new IllegalArgumentException("sequence does not belong to this KV cache manager (or is closed)");
+        }
+        return p;
+    }
+
+    /**
+     * Most bytes, as stored, a sequence under {@code policy} holds while it grows to {@code tokens}
+     * tokens one decode token at a time (exact for formats without eviction or sealing; an upper
+     * bound otherwise). For the scheduler's admission control.
+     */
+    public long bytesFor(KvCachePolicy policy, int tokens) {
+        return bytesFor(policy, tokens, 1);
+    }
+
+    /** As {@link #bytesFor(KvCachePolicy, int)} when the last step stores {@code stepTokens} tokens. */
+    public long bytesFor(KvCachePolicy policy, int tokens, int stepTokens) {
+        if (tokens < 0 || stepTokens < 0) throw new IllegalArgumentException("negative token count");
+        FormatBinding b = binding(policy);
+        EvictionPolicy ev = policy.eviction().orElse(null);
+        boolean perToken = b.appendCodec(0, blockTokens).perToken()
+                && b.sealedCodec(0, b.appendCodec(0, blockTokens)).perToken();
+        long total = 0;
+        for (int layer = 0; layer < geometry.layers(); layer++) {
+            int blocks;
+            if (ev == null) {
+                blocks = (tokens + blockTokens - 1) / blockTokens;
+            } else {
+                int before = Math.max(0, tokens - Math.max(1, stepTokens));
+                blocks = ev.maxBlocks(layer, before, Math.min(tokens, Math.max(1, stepTokens)), blockTokens, perToken);
+            }
+            total += geometry.kvHeads() * b.tableBytes(layer, blocks, tokens);
+        }
+        return total;
+    }
+
+    /** True when {@link #bytesFor} of that many tokens fits in the free budget right now. */
+    public boolean canAdmit(KvCachePolicy policy, int tokens) {
+        return bytesFor(policy, tokens) <= pool.budget() - pool.bytesUsed();
+    }
+
+    public KvPoolStats stats() {
+        return pool.stats(open.size());
+    }
+
+    void closed(PagedSequence s) {
+        open.remove(s);
+    }
+
+    /** Closes every open sequence and releases the pool's memory. */
+    @Override
+    public void close() {
+        PagedSequence[] all;
+        synchronized (open) {
+            all = open.toArray(new PagedSequence[0]);
+        }
+        for (PagedSequence s : all) s.close();
+        pool.close();
+    }
+}
