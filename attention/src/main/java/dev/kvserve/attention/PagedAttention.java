@@ -77,9 +77,10 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
 
         int n = batch.size();
         Step[] steps = new Step[n];
-        for (int i = 0; i < n; i++) steps[i] = new Step(layer, batch.get(i), sequence(batch.get(i).cache()));
+        // inputs are read and outputs written on the caller's thread: the buffers may be confined to it
+        for (int i = 0; i < n; i++) steps[i] = new Step(layer, batch.get(i), sequence(batch.get(i).cache()), q, k, v);
         // 1. store + pre-attention hooks, per sequence
-        run(n, i -> steps[i].prepare(q, k, v));
+        run(n, i -> steps[i].prepare());
         // 2. attention tasks: (sequence, kv head, row tile)
         List<Callable<Void>> tasks = new ArrayList<>();
         for (Step s : steps) {
@@ -95,7 +96,10 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         }
         invoke(tasks);
         // 3. outputs + post-attention hooks
-        run(n, i -> steps[i].finish(out));
+        for (Step s : steps) {
+            MemorySegment.copy(s.result, 0, out, F32, (long) s.entry.firstRow() * heads * d * 4, s.result.length);
+        }
+        run(n, i -> steps[i].finish());
     }
 
     private static void checkSize(String name, MemorySegment seg, long floats) {
@@ -174,24 +178,30 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         float[] result;
         float[][] weightSums;
 
-        Step(int layer, StepBatch.Entry entry, PagedSequence seq) {
+        final float[] qa;
+        final float[] pre;
+        final float[] vals;
+
+        Step(int layer, StepBatch.Entry entry, PagedSequence seq, MemorySegment q, MemorySegment k, MemorySegment v) {
             this.layer = layer;
             this.entry = entry;
             this.seq = seq;
-        }
-
-        void prepare(MemorySegment q, MemorySegment k, MemorySegment v) {
             int n = entry.tokens(), start = entry.startPos();
             if (start != seq.length()) {
                 throw new IllegalArgumentException("step starts at position " + start + " but the sequence holds " + seq.length() + " tokens");
             }
             int heads = geometry.heads(), d = geometry.headDim(), kvDim = geometry.kvDim();
-            float[] qa = new float[n * heads * d];
+            qa = new float[n * heads * d];
             MemorySegment.copy(q, F32, (long) entry.firstRow() * heads * d * 4, qa, 0, qa.length);
-            float[] pre = new float[n * kvDim];
-            float[] vals = new float[n * kvDim];
+            pre = new float[n * kvDim];
+            vals = new float[n * kvDim];
             MemorySegment.copy(k, F32, (long) entry.firstRow() * kvDim * 4, pre, 0, pre.length);
             MemorySegment.copy(v, F32, (long) entry.firstRow() * kvDim * 4, vals, 0, vals.length);
+        }
+
+        void prepare() {
+            int n = entry.tokens(), start = entry.startPos();
+            int heads = geometry.heads(), d = geometry.headDim();
             float[] post = pre.clone();
             for (int r = 0; r < n; r++) {
                 for (int h = 0; h < geometry.kvHeads(); h++) rope.rotate(post, (r * geometry.kvHeads() + h) * d, start + r);
@@ -376,9 +386,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             }
         }
 
-        void finish(MemorySegment out) {
-            int heads = geometry.heads(), d = geometry.headDim();
-            MemorySegment.copy(result, 0, out, F32, (long) entry.firstRow() * heads * d * 4, result.length);
+        void finish() {
             AttentionWeights w = null;
             if (weightSums != null) {
                 int[] slotCounts = new int[geometry.kvHeads()];
