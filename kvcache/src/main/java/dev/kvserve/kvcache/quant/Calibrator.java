@@ -19,6 +19,15 @@ public final class Calibrator {
         return fit(QuantMethod.byName(method), params, samples, progress);
     }
 
+    /** Whether fitting {@code method} with {@code params} uses Fisher information (so samples need gradients). */
+    public static boolean needsGradients(String method, String params) {
+        return switch (QuantMethod.byName(method)) {
+            case KVQUANT -> KvQuantConfig.parse(params).fisher();
+            case CQ -> CqConfig.parse(params).fisher();
+            case AQUA -> false;
+        };
+    }
+
     public static Calibration fit(QuantMethod method, String params, KvSamples samples, CalibrationProgress progress) {
         CalibrationProgress p = progress == null ? CalibrationProgress.NONE : progress;
         return switch (method) {
