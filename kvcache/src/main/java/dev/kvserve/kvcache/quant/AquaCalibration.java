@@ -18,6 +18,8 @@ public final class AquaCalibration implements Calibration {
     private final KvGeometry geometry;
     private final HiggsQuantizer quantizer;
     private final HiggsQuantizer firstQuantizer;
+    private final HiggsQuantizer head;
+    private final HiggsQuantizer firstHead;
     private final RidgeRegression.Fit[] keyPredictors;
     private final RidgeRegression.Fit[] valuePredictors;
 
@@ -41,17 +43,31 @@ public final class AquaCalibration implements Calibration {
                 throw new IllegalArgumentException("aqua layer " + l + ": predictors must map " + c + "→" + c + " and " + 2 * c + "→" + c);
             }
         }
-        int group = HiggsQuantizer.effectiveGroup(config.group(), c);
-        if (group % config.gridDim() != 0) {
-            throw new IllegalArgumentException("aqua: KV width " + c + " gives a Hadamard group of " + group
-                    + ", not a multiple of the grid dimension " + config.gridDim());
-        }
+        int group = hadamardGroup(config, geometry);
         this.config = config;
         this.geometry = geometry;
         this.quantizer = new HiggsQuantizer(grid, c, group);
         this.firstQuantizer = firstGrid == null ? null : new HiggsQuantizer(firstGrid, c, group);
+        this.head = new HiggsQuantizer(grid, geometry.headDim(), group);
+        this.firstHead = firstGrid == null ? null : new HiggsQuantizer(firstGrid, geometry.headDim(), group);
         this.keyPredictors = keyPredictors;
         this.valuePredictors = valuePredictors;
+    }
+
+    /** The Hadamard group for this model: within one KV head, a multiple of both grid dimensions. */
+    static int hadamardGroup(AquaConfig config, KvGeometry geometry) {
+        int group = HiggsQuantizer.headGroup(config.group(), geometry.headDim());
+        int need = Math.max(config.gridDim(), config.firstBits() == 0 ? 1 : AquaConfig.FIRST_GRID_DIM);
+        if (group % need != 0) {
+            throw new IllegalArgumentException("aqua: heads of " + geometry.headDim() + " give a Hadamard group of " + group
+                    + ", not a multiple of the grid dimension " + need);
+        }
+        return group;
+    }
+
+    /** The residual quantizer of one KV head of {@code layer} (null: layer 0 kept in fp16). */
+    public HiggsQuantizer headQuantizer(int layer) {
+        return layer == 0 ? firstHead : head;
     }
 
     public AquaConfig config() {
@@ -86,10 +102,6 @@ public final class AquaCalibration implements Calibration {
         return valuePredictors[layer];
     }
 
-    @Override
-    public CompressedKv newSequence() {
-        return new AquaSequence(this);
-    }
 
     /** Bytes of one compressed token's K (or V) in {@code layer}. */
     int vectorBytes(int layer) {
@@ -152,7 +164,7 @@ public final class AquaCalibration implements Calibration {
         GaussianGrid grid = GaussianGrid.standard(config.gridDim(), 1 << (config.bits() * config.gridDim()));
         GaussianGrid firstGrid = config.firstBits() == 0 ? null
                 : GaussianGrid.standard(AquaConfig.FIRST_GRID_DIM, 1 << (config.firstBits() * AquaConfig.FIRST_GRID_DIM));
-        int group = HiggsQuantizer.effectiveGroup(config.group(), c);
+        int group = hadamardGroup(config, geo);
         HiggsQuantizer main = new HiggsQuantizer(grid, c, group);
         HiggsQuantizer first = firstGrid == null ? null : new HiggsQuantizer(firstGrid, c, group);
         RidgeRegression.Fit[] kp = new RidgeRegression.Fit[layers];

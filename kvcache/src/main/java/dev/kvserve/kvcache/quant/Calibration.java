@@ -17,13 +17,10 @@ public sealed interface Calibration permits KvQuantCalibration, CqCalibration, A
 
     KvGeometry geometry();
 
-    /** A new, empty compressed KV cache for one sequence under this calibration. */
-    CompressedKv newSequence();
-
     /**
      * Bytes one ordinary token costs across all layers before data-dependent parts: dense codes,
      * per-token scales and (KVQuant) the sparse stores' per-token pointers. Outliers (4 bytes each)
-     * and fp16 tokens come on top; {@link CompressedKv#bytesHeld()} reports the exact total.
+     * and fp16 tokens come on top; a sequence's {@code bytesHeld()} reports the exact total.
      */
     long bytesPerToken();
 

@@ -108,10 +108,6 @@ public final class CqCalibration implements Calibration {
         return valueBooks[layer];
     }
 
-    @Override
-    public CompressedKv newSequence() {
-        return new CqSequence(this);
-    }
 
     int rowBytes() {
         return BitPacking.bytesFor(groups, config.codeBits());
@@ -125,6 +121,26 @@ public final class CqCalibration implements Calibration {
     @Override
     public long sharedBytes() {
         return 2L * geometry.layers() * groups * centroids * config.channels() * 2L;
+    }
+
+    /** Index of the centroid of group {@code g} nearest to {@code x[off..off+c)}: argmin {@code |C|² − 2x·C}. */
+    int nearest(int layer, boolean keys, int g, float[] x, int off) {
+        float[] book = keys ? keyBooks[layer] : valueBooks[layer];
+        float[] norm = keys ? keyNorms[layer] : valueNorms[layer];
+        int c = config.channels();
+        int best = 0;
+        float bestD = Float.POSITIVE_INFINITY;
+        for (int j = 0; j < centroids; j++) {
+            int co = (g * centroids + j) * c;
+            float dot = 0;
+            for (int i = 0; i < c; i++) dot += x[off + i] * book[co + i];
+            float d = norm[g * centroids + j] - 2 * dot;
+            if (d < bestD) {
+                bestD = d;
+                best = j;
+            }
+        }
+        return best;
     }
 
     /** Codes of {@code x[off..off+kvDim)}: nearest centroid per group, computed as argmin {@code |C|² − 2x·C}. */

@@ -8,8 +8,8 @@ package dev.kvserve.kvcache.quant;
  * by {@code s} and applies {@code H/group} (H·H = group·I), then drops the padding.
  *
  * <p>Stored per vector: {@code log2(size)} bits per {@code dim} values and one binary16 norm per group.
- * The reference's group is 1024 values; models whose {@code Hkv·d} is smaller get a group of
- * {@code Hkv·d} rounded up to a power of two, so that no vector is padded with more zeros than values.
+ * The reference's group is 1024 values of the whole {@code Hkv·d} vector; here groups never span two
+ * KV heads ({@link #headGroup}), so that the paged cache can keep each head's codes in its own blocks.
  */
 public final class HiggsQuantizer {
 
@@ -32,11 +32,12 @@ public final class HiggsQuantizer {
         this.codesPerGroup = group / grid.dim();
     }
 
-    /** The group actually used for vectors of {@code channels} values when {@code requested} is asked for. */
-    public static int effectiveGroup(int requested, int channels) {
-        int pow = 1;
-        while (pow < channels) pow <<= 1;
-        return Math.min(requested, pow);
+    /**
+     * The Hadamard group used for heads of {@code headDim} when {@code requested} is asked for: the
+     * largest power of two that divides the head and does not exceed the request.
+     */
+    public static int headGroup(int requested, int headDim) {
+        return Math.min(Integer.highestOneBit(requested), headDim & -headDim);
     }
 
     public GaussianGrid grid() {

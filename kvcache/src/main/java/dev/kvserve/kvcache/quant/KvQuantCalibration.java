@@ -104,10 +104,6 @@ public final class KvQuantCalibration implements Calibration {
         return keyRange[layer].clone();
     }
 
-    @Override
-    public CompressedKv newSequence() {
-        return new KvQuantSequence(this);
-    }
 
     int keyRowBytes() {
         return BitPacking.bytesFor(geometry.kvDim(), config.bits());

@@ -13,6 +13,16 @@ public final class RidgeRegression {
     /** Y ≈ X·Wᵀ + b: {@code weight} is [out][in] row-major, {@code bias} [out]. */
     public record Fit(int in, int out, float[] weight, float[] bias) {
 
+        /** Outputs {@code from .. from+count-1} only: {@code y[yOff + i] = W[from+i] · x + b[from+i]}. */
+        public void applyRows(float[] x, int xOff, int from, int count, float[] y, int yOff) {
+            for (int o = 0; o < count; o++) {
+                double s = bias[from + o];
+                int wo = (from + o) * in;
+                for (int i = 0; i < in; i++) s += (double) weight[wo + i] * x[xOff + i];
+                y[yOff + o] = (float) s;
+            }
+        }
+
         /** {@code y[yOff..+out) = W x[xOff..+in) + b}. */
         public void apply(float[] x, int xOff, float[] y, int yOff) {
             for (int o = 0; o < out; o++) {

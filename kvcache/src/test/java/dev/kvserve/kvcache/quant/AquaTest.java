@@ -61,7 +61,7 @@ class AquaTest {
         AquaConfig cfg = cal.config();
         int tokens = 37, c = GEO.kvDim();
         float[][][] seq = Fixtures.sequence(GEO, tokens, 31, true);
-        CompressedKv kv = cal.newSequence();
+        CompressedKv kv = Oracles.open(cal);
         // A prefill of 11 tokens, then single-token decode steps.
         Fixtures.fill(kv, new float[][][] {slice(seq[0], 0, 11, c), slice(seq[1], 0, 11, c)}, 11, 11);
         for (int t = 11; t < tokens; t++) {
@@ -160,7 +160,7 @@ class AquaTest {
         AquaCalibration cal = (AquaCalibration) Calibrator.fit("aqua", "bits=2,buffer=4,prefix=1", SAMPLES, null);
         int tokens = 21, c = GEO.kvDim();
         float[][][] seq = Fixtures.sequence(GEO, tokens, 41, false);
-        CompressedKv inOrder = cal.newSequence(), outOfOrder = cal.newSequence();
+        CompressedKv inOrder = Oracles.open(cal), outOfOrder = Oracles.open(cal);
         Fixtures.fill(inOrder, seq, tokens, 3);
         Fixtures.fill(outOfOrder, seq, tokens, 3);
         float[] a = new float[tokens * c], b = new float[tokens * c], va = new float[tokens * c], vb = new float[tokens * c];
@@ -178,7 +178,7 @@ class AquaTest {
         AquaCalibration cal = (AquaCalibration) Calibrator.fit("aqua", "bits=2,buffer=1,prefix=0", SAMPLES, null);
         int tokens = 60, c = GEO.kvDim();
         float[][][] seq = Fixtures.sequence(GEO, tokens, 51, false);
-        CompressedKv kv = cal.newSequence();
+        CompressedKv kv = Oracles.open(cal);
         Fixtures.fill(kv, seq, tokens, tokens);
         float[] k = new float[tokens * c], v = new float[tokens * c], plain = new float[c];
         double withPred = 0, without = 0;

@@ -47,7 +47,7 @@ class CalibrationFileTest {
         assertThat(CalibrationFile.toBytes(identity(), back)).containsExactly(Files.readAllBytes(file));
         // The same codes and attention from both.
         float[][][] seq = Fixtures.sequence(GEO, 24, 5, true);
-        CompressedKv a = cal.newSequence(), b = back.newSequence();
+        CompressedKv a = Oracles.open(cal), b = Oracles.open(back);
         Fixtures.fill(a, seq, 24, 24);
         Fixtures.fill(b, seq, 24, 24);
         float[] q = Fixtures.randomQueries(GEO, 2, 1);

@@ -57,7 +57,7 @@ class CqTest {
             }
         }
         // Encoding a true centroid returns the learned centroid at that place.
-        CompressedKv kv = cal.newSequence();
+        CompressedKv kv = Oracles.open(cal);
         kv.append(0, keys[0], values[0], 4, 0);
         float[] k = new float[4 * g.kvDim()], v = new float[4 * g.kvDim()];
         kv.reconstruct(0, k, v);
@@ -71,7 +71,7 @@ class CqTest {
     void encodeChoosesTheNearestCentroid() {
         CqCalibration cal = CqCalibration.fit(CqConfig.parse("c=4,bits=2"), SAMPLES, CalibrationProgress.NONE);
         float[][][] seq = Fixtures.sequence(GEO, 10, 4, false);
-        CompressedKv kv = cal.newSequence();
+        CompressedKv kv = Oracles.open(cal);
         Fixtures.fill(kv, seq, 10, 10);
         int c = GEO.kvDim();
         float[] k = new float[10 * c], v = new float[10 * c];
@@ -101,7 +101,7 @@ class CqTest {
         CqCalibration cal = (CqCalibration) Calibrator.fit("cq", spec, SAMPLES, null);
         int tokens = 30, kvDim = GEO.kvDim();
         float[][][] seq = Fixtures.sequence(GEO, tokens, 12, true);
-        CompressedKv kv = cal.newSequence();
+        CompressedKv kv = Oracles.open(cal);
         Fixtures.fill(kv, seq, tokens, 4);
         int rows = 4, pos0 = tokens - rows;
         float[] q = Fixtures.randomQueries(GEO, rows, 5);
@@ -131,7 +131,7 @@ class CqTest {
     void postRopeKeysAreCodedAfterRotation() {
         CqCalibration cal = (CqCalibration) Calibrator.fit("cq", "c=2,bits=4,rope=post", SAMPLES, null);
         float[][][] seq = Fixtures.sequence(GEO, 20, 3, false);
-        CompressedKv kv = cal.newSequence();
+        CompressedKv kv = Oracles.open(cal);
         Fixtures.fill(kv, seq, 20, 20);
         int c = GEO.kvDim();
         float[] k = new float[20 * c], v = new float[20 * c];
@@ -166,7 +166,7 @@ class CqTest {
     /** Σ F·(k − k̂)² over the calibration keys: what Fisher-guided centroids minimise. */
     private static double weightedError(CqCalibration cal) {
         int c = GEO.kvDim();
-        CompressedKv kv = cal.newSequence();
+        CompressedKv kv = Oracles.open(cal);
         int n = SAMPLES.rows();
         float[] k = new float[n * c], v = new float[n * c];
         double err = 0;

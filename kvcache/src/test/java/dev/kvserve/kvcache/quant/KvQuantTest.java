@@ -26,7 +26,7 @@ class KvQuantTest {
         KvQuantCalibration cal = calibrate("bits=" + bits + ",qnorm=false");
         int tokens = 80, c = GEO.kvDim();
         float[][][] seq = Fixtures.sequence(GEO, tokens, 7, true);
-        CompressedKv kv = cal.newSequence();
+        CompressedKv kv = Oracles.open(cal);
         Fixtures.fill(kv, seq, tokens, 13);
         float[] k = new float[tokens * c], v = new float[tokens * c];
         Integer[] order = new Integer[c];
@@ -90,7 +90,7 @@ class KvQuantTest {
         float[][][] seq = Fixtures.sequence(GEO, tokens, 8, false);
         double previous = Double.POSITIVE_INFINITY;
         for (int bits = 2; bits <= 4; bits++) {
-            CompressedKv kv = calibrate("bits=" + bits + ",outliers=0").newSequence();
+            CompressedKv kv = Oracles.open(calibrate("bits=" + bits + ",outliers=0"));
             Fixtures.fill(kv, seq, tokens, tokens);
             float[] k = new float[tokens * c], v = new float[tokens * c];
             double err = 0;
@@ -193,7 +193,7 @@ class KvQuantTest {
         KvQuantCalibration cal = calibrate("bits=" + bits);
         int tokens = 40;
         float[][][] seq = Fixtures.sequence(GEO, tokens, 9, true);
-        CompressedKv kv = cal.newSequence();
+        CompressedKv kv = Oracles.open(cal);
         Fixtures.fill(kv, seq, tokens, 7);
         int rows = 5, pos0 = tokens - rows, c = GEO.kvDim();
         float[] q = Fixtures.randomQueries(GEO, rows, 3);
@@ -218,7 +218,7 @@ class KvQuantTest {
         assertThatThrownBy(() -> KvQuantConfig.parse("bits=5")).hasMessageContaining("bits=5");
         assertThatThrownBy(() -> KvQuantConfig.parse("bitz=4")).hasMessageContaining("unknown option 'bitz'");
         assertThatThrownBy(() -> Calibrator.fit("nope", "", noGrad, null)).hasMessageContaining("unknown quantization method");
-        CompressedKv kv = calibrate("bits=4").newSequence();
+        CompressedKv kv = Oracles.open(calibrate("bits=4"));
         assertThatThrownBy(() -> kv.append(0, new float[16], new float[16], 1, 3)).hasMessageContaining("holds 0 tokens");
         assertThatThrownBy(() -> kv.attend(0, new float[32], 1, 0, new float[32])).hasMessageContaining("store a step's tokens");
     }

@@ -14,7 +14,7 @@ import dev.kvserve.kvcache.KvGeometry;
  * position {@code queryPos0 + r} and sees every cached position up to and including its own. Not
  * thread-safe: one sequence is driven by one thread at a time.
  */
-public interface CompressedKv extends AutoCloseable {
+interface CompressedKv extends AutoCloseable {
 
     KvGeometry geometry();
 
