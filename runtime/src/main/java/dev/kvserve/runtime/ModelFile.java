@@ -61,6 +61,9 @@ public interface ModelFile extends AutoCloseable {
     /**
      * Opens a model: a directory or a {@code .safetensors} / {@code .safetensors.index.json} file is
      * read as a Hugging Face checkpoint, any other file as GGUF.
+     *
+     * @throws ModelFormatException the file is not a usable model (the message names file, tensor, problem)
+     * @throws IOException          the file cannot be read at all (missing, no permission)
      */
     static ModelFile open(Path path) throws IOException {
         if (Files.isDirectory(path)) return HuggingFaceModel.open(path);

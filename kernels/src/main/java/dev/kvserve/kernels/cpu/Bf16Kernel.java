@@ -14,7 +14,11 @@ import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 
-/** BF16 weights: a bfloat16 is the top half of a float, so widening is a 16-bit shift. */
+/**
+ * BF16 weights: a bfloat16 is the top half of a float, so widening is a 16-bit shift. The widening
+ * is written out at each use: a helper returning a FloatVector that C2 chose not to inline would
+ * box the vector on the heap.
+ */
 final class Bf16Kernel extends WeightKernel {
 
     @Override
@@ -26,13 +30,18 @@ final class Bf16Kernel extends WeightKernel {
         int c = 0;
         for (int end = cols - 4 * FL; c <= end; c += 4 * FL) {
             long o = row + 2L * c;
-            a0 = load(w, o).fma(FloatVector.fromArray(F, x, xo + c), a0);
-            a1 = load(w, o + 2L * FL).fma(FloatVector.fromArray(F, x, xo + c + FL), a1);
-            a2 = load(w, o + 4L * FL).fma(FloatVector.fromArray(F, x, xo + c + 2 * FL), a2);
-            a3 = load(w, o + 6L * FL).fma(FloatVector.fromArray(F, x, xo + c + 3 * FL), a3);
+            a0 = ((IntVector) ShortVector.fromMemorySegment(S, w, o, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c), a0);
+            a1 = ((IntVector) ShortVector.fromMemorySegment(S, w, o + 2L * FL, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c + FL), a1);
+            a2 = ((IntVector) ShortVector.fromMemorySegment(S, w, o + 4L * FL, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c + 2 * FL), a2);
+            a3 = ((IntVector) ShortVector.fromMemorySegment(S, w, o + 6L * FL, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c + 3 * FL), a3);
         }
         for (int end = cols - FL; c <= end; c += FL) {
-            a0 = load(w, row + 2L * c).fma(FloatVector.fromArray(F, x, xo + c), a0);
+            a0 = ((IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * c, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c), a0);
         }
         float sum = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
         for (; c < cols; c++) sum += Float.intBitsToFloat((w.get(LE_SHORT, row + 2L * c) & 0xffff) << 16) * x[xo + c];
@@ -47,8 +56,10 @@ final class Bf16Kernel extends WeightKernel {
         FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         int c = 0;
         for (int end = cols - 2 * FL; c <= end; c += 2 * FL) {
-            FloatVector w0 = load(w, row + 2L * c);
-            FloatVector w1 = load(w, row + 2L * (c + FL));
+            FloatVector w0 = ((IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * c, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector w1 = ((IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * (c + FL), LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             int x0 = xo + c;
             a0 = w0.fma(FloatVector.fromArray(F, x, x0), a0);
             a1 = w0.fma(FloatVector.fromArray(F, x, x0 + xs), a1);
@@ -60,7 +71,8 @@ final class Bf16Kernel extends WeightKernel {
             b3 = w1.fma(FloatVector.fromArray(F, x, x0 + FL + 3 * xs), b3);
         }
         for (int end = cols - FL; c <= end; c += FL) {
-            FloatVector w0 = load(w, row + 2L * c);
+            FloatVector w0 = ((IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * c, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             int x0 = xo + c;
             a0 = w0.fma(FloatVector.fromArray(F, x, x0), a0);
             a1 = w0.fma(FloatVector.fromArray(F, x, x0 + xs), a1);
@@ -84,10 +96,4 @@ final class Bf16Kernel extends WeightKernel {
         out.setAtIndex(F32, oi + 3 * os, s3);
     }
 
-    /** FL bfloat16 values at byte {@code offset}, widened to floats. */
-    static FloatVector load(MemorySegment w, long offset) {
-        IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, offset, LE)
-                .convertShape(VectorOperators.S2I, I, 0);
-        return h.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-    }
 }

@@ -15,10 +15,14 @@ import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
- * F16 weights. The Vector API has no half-to-float conversion, so {@link #load} builds the floats
- * from the bits: exponent and mantissa shifted into float position and multiplied by 2^112
- * re-biases the exponent (15 → 127) and gets subnormals right in one step; infinities and NaNs,
- * which that multiply would turn finite, are patched back, and the sign is or-ed in last.
+ * F16 weights. The Vector API has no half-to-float conversion, so the floats are built from the
+ * bits: exponent and mantissa shifted into float position and multiplied by 2^112 re-biases the
+ * exponent (15 → 127) and gets subnormals right in one step; infinities and NaNs, which that
+ * multiply would turn finite, are patched back, and the sign (bit 31 of the sign-extended short)
+ * is or-ed in last.
+ *
+ * <p>The conversion is written out at each use instead of in a helper: C2 declines to inline a
+ * helper this size, and a FloatVector returned from a call that is not inlined is boxed on the heap.
  */
 final class F16Kernel extends WeightKernel {
 
@@ -26,20 +30,28 @@ final class F16Kernel extends WeightKernel {
     float dot(MemorySegment w, long row, float[] x, int xo, float[] xSums, int so, int cols) {
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
         int c = 0;
-        for (int end = cols - 4 * FL; c <= end; c += 4 * FL) {
+        for (int end = cols - 2 * FL; c <= end; c += 2 * FL) {
             long o = row + 2L * c;
-            a0 = load(w, o).fma(FloatVector.fromArray(F, x, xo + c), a0);
-            a1 = load(w, o + 2L * FL).fma(FloatVector.fromArray(F, x, xo + c + FL), a1);
-            a2 = load(w, o + 4L * FL).fma(FloatVector.fromArray(F, x, xo + c + 2 * FL), a2);
-            a3 = load(w, o + 6L * FL).fma(FloatVector.fromArray(F, x, xo + c + 3 * FL), a3);
+            IntVector h0 = (IntVector) ShortVector.fromMemorySegment(S, w, o, LE).convertShape(VectorOperators.S2I, I, 0);
+            IntVector h1 = (IntVector) ShortVector.fromMemorySegment(S, w, o + 2L * FL, LE).convertShape(VectorOperators.S2I, I, 0);
+            IntVector m0 = h0.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+            IntVector m1 = h1.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+            IntVector b0 = m0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts()
+                    .blend(m0.or(0x7f800000), m0.compare(VectorOperators.GE, 0x0f800000));
+            IntVector b1 = m1.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts()
+                    .blend(m1.or(0x7f800000), m1.compare(VectorOperators.GE, 0x0f800000));
+            a0 = b0.or(h0.and(0x80000000)).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c), a0);
+            a1 = b1.or(h1.and(0x80000000)).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c + FL), a1);
         }
         for (int end = cols - FL; c <= end; c += FL) {
-            a0 = load(w, row + 2L * c).fma(FloatVector.fromArray(F, x, xo + c), a0);
+            IntVector h0 = (IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * c, LE).convertShape(VectorOperators.S2I, I, 0);
+            IntVector m0 = h0.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+            IntVector b0 = m0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts()
+                    .blend(m0.or(0x7f800000), m0.compare(VectorOperators.GE, 0x0f800000));
+            a0 = b0.or(h0.and(0x80000000)).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c), a0);
         }
-        float sum = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        float sum = a0.add(a1).reduceLanes(VectorOperators.ADD);
         for (; c < cols; c++) sum += Float.float16ToFloat(w.get(LE_SHORT, row + 2L * c)) * x[xo + c];
         return sum;
     }
@@ -47,35 +59,25 @@ final class F16Kernel extends WeightKernel {
     @Override
     void dot4(MemorySegment w, long row, float[] x, int xo, int xs, float[] xSums, int so, int ss, int cols,
               MemorySegment out, long oi, long os) {
-        // Two accumulators per activation row (even and odd vectors): eight independent FMA chains.
+        // The conversion takes longer than four FMAs, so one accumulator per row is enough.
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         int c = 0;
-        for (int end = cols - 2 * FL; c <= end; c += 2 * FL) {
-            FloatVector w0 = load(w, row + 2L * c);
-            FloatVector w1 = load(w, row + 2L * (c + FL));
-            int x0 = xo + c;
-            a0 = w0.fma(FloatVector.fromArray(F, x, x0), a0);
-            a1 = w0.fma(FloatVector.fromArray(F, x, x0 + xs), a1);
-            a2 = w0.fma(FloatVector.fromArray(F, x, x0 + 2 * xs), a2);
-            a3 = w0.fma(FloatVector.fromArray(F, x, x0 + 3 * xs), a3);
-            b0 = w1.fma(FloatVector.fromArray(F, x, x0 + FL), b0);
-            b1 = w1.fma(FloatVector.fromArray(F, x, x0 + FL + xs), b1);
-            b2 = w1.fma(FloatVector.fromArray(F, x, x0 + FL + 2 * xs), b2);
-            b3 = w1.fma(FloatVector.fromArray(F, x, x0 + FL + 3 * xs), b3);
-        }
         for (int end = cols - FL; c <= end; c += FL) {
-            FloatVector w0 = load(w, row + 2L * c);
+            IntVector h0 = (IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * c, LE).convertShape(VectorOperators.S2I, I, 0);
+            IntVector m0 = h0.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+            IntVector b0 = m0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts()
+                    .blend(m0.or(0x7f800000), m0.compare(VectorOperators.GE, 0x0f800000));
+            FloatVector w0 = b0.or(h0.and(0x80000000)).reinterpretAsFloats();
             int x0 = xo + c;
             a0 = w0.fma(FloatVector.fromArray(F, x, x0), a0);
             a1 = w0.fma(FloatVector.fromArray(F, x, x0 + xs), a1);
             a2 = w0.fma(FloatVector.fromArray(F, x, x0 + 2 * xs), a2);
             a3 = w0.fma(FloatVector.fromArray(F, x, x0 + 3 * xs), a3);
         }
-        float s0 = a0.add(b0).reduceLanes(VectorOperators.ADD);
-        float s1 = a1.add(b1).reduceLanes(VectorOperators.ADD);
-        float s2 = a2.add(b2).reduceLanes(VectorOperators.ADD);
-        float s3 = a3.add(b3).reduceLanes(VectorOperators.ADD);
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD);
+        float s3 = a3.reduceLanes(VectorOperators.ADD);
         for (; c < cols; c++) {
             float wc = Float.float16ToFloat(w.get(LE_SHORT, row + 2L * c));
             s0 += wc * x[xo + c];
@@ -87,15 +89,5 @@ final class F16Kernel extends WeightKernel {
         out.setAtIndex(F32, oi + os, s1);
         out.setAtIndex(F32, oi + 2 * os, s2);
         out.setAtIndex(F32, oi + 3 * os, s3);
-    }
-
-    /** FL half-precision values at byte {@code offset}, widened to floats. */
-    static FloatVector load(MemorySegment w, long offset) {
-        IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, offset, LE)
-                .convertShape(VectorOperators.S2I, I, 0); // sign-extended: bit 31 is the sign
-        IntVector magnitude = h.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
-        IntVector bits = magnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
-        bits = bits.blend(magnitude.or(0x7f800000), magnitude.compare(VectorOperators.GE, 0x0f800000));
-        return bits.or(h.and(0x80000000)).reinterpretAsFloats();
     }
 }

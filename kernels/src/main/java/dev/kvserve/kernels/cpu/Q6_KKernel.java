@@ -31,38 +31,45 @@ final class Q6_KKernel extends WeightKernel {
 
     @Override
     float dot(MemorySegment w, long row, float[] x, int xo, float[] xSums, int so, int cols) {
-        int superBlocks = cols / 256;
+        float sum = 0f;
+        for (int sb = 0; sb < cols / 256; sb++) sum += superBlock(w, row + (long) BLOCK_BYTES * sb, x, xo + 256 * sb);
+        return sum;
+    }
+
+    /**
+     * Σ w·x over one super-block. Kept as its own method returning a float: C2 compiles it as one
+     * unit, and no vector crosses a call boundary (a vector passed to or returned from a call that
+     * is not inlined is boxed on the heap).
+     */
+    private static float superBlock(MemorySegment w, long o, float[] x, int xo) {
+        float d = Float.float16ToFloat(w.get(LE_SHORT, o + 208));
         FloatVector acc0 = FloatVector.zero(F), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        for (int sb = 0; sb < superBlocks; sb++) {
-            long o = row + (long) BLOCK_BYTES * sb;
-            float d = Float.float16ToFloat(w.get(LE_SHORT, o + 208));
-            for (int h = 0; h < 2; h++) {
-                long ql = o + 64L * h;
-                long qh = o + 128 + 32L * h;
-                long sc = o + 192 + 8L * h;
-                int xb = xo + 256 * sb + 128 * h;
-                for (int run = 0; run < 32; run += 16) {
-                    FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
-                    for (int j = 0; j < 16; j += FL) {
-                        int l = run + j;
-                        ByteVector qa = ByteVector.fromMemorySegment(B, w, ql + l, LE);
-                        ByteVector qb = ByteVector.fromMemorySegment(B, w, ql + 32 + l, LE);
-                        ByteVector hb = ByteVector.fromMemorySegment(B, w, qh + l, LE);
-                        ByteVector q0 = lowNibbles(qa).or(shiftLeft(hb, 4).and((byte) 0x30)).sub((byte) 32);
-                        ByteVector q1 = lowNibbles(qb).or(shiftLeft(hb, 2).and((byte) 0x30)).sub((byte) 32);
-                        ByteVector q2 = highNibbles(qa).or(hb.and((byte) 0x30)).sub((byte) 32);
-                        ByteVector q3 = highNibbles(qb).or(shiftRight(hb, 2).and((byte) 0x30)).sub((byte) 32);
-                        s0 = toFloats(q0).fma(FloatVector.fromArray(F, x, xb + l), s0);
-                        s1 = toFloats(q1).fma(FloatVector.fromArray(F, x, xb + 32 + l), s1);
-                        s2 = toFloats(q2).fma(FloatVector.fromArray(F, x, xb + 64 + l), s2);
-                        s3 = toFloats(q3).fma(FloatVector.fromArray(F, x, xb + 96 + l), s3);
-                    }
-                    int is = run / 16;
-                    acc0 = s0.fma(FloatVector.broadcast(F, d * w.get(ValueLayout.JAVA_BYTE, sc + is)), acc0);
-                    acc1 = s1.fma(FloatVector.broadcast(F, d * w.get(ValueLayout.JAVA_BYTE, sc + is + 2)), acc1);
-                    acc2 = s2.fma(FloatVector.broadcast(F, d * w.get(ValueLayout.JAVA_BYTE, sc + is + 4)), acc2);
-                    acc3 = s3.fma(FloatVector.broadcast(F, d * w.get(ValueLayout.JAVA_BYTE, sc + is + 6)), acc3);
+        for (int h = 0; h < 2; h++) {
+            long ql = o + 64L * h;
+            long qh = o + 128 + 32L * h;
+            long sc = o + 192 + 8L * h;
+            int xb = xo + 128 * h;
+            for (int run = 0; run < 32; run += 16) {
+                FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+                for (int j = 0; j < 16; j += FL) {
+                    int l = run + j;
+                    ByteVector qa = ByteVector.fromMemorySegment(B, w, ql + l, LE);
+                    ByteVector qb = ByteVector.fromMemorySegment(B, w, ql + 32 + l, LE);
+                    ByteVector hb = ByteVector.fromMemorySegment(B, w, qh + l, LE);
+                    ByteVector q0 = lowNibbles(qa).or(shiftLeft(hb, 4).and((byte) 0x30)).sub((byte) 32);
+                    ByteVector q1 = lowNibbles(qb).or(shiftLeft(hb, 2).and((byte) 0x30)).sub((byte) 32);
+                    ByteVector q2 = highNibbles(qa).or(hb.and((byte) 0x30)).sub((byte) 32);
+                    ByteVector q3 = highNibbles(qb).or(shiftRight(hb, 2).and((byte) 0x30)).sub((byte) 32);
+                    s0 = toFloats(q0).fma(FloatVector.fromArray(F, x, xb + l), s0);
+                    s1 = toFloats(q1).fma(FloatVector.fromArray(F, x, xb + 32 + l), s1);
+                    s2 = toFloats(q2).fma(FloatVector.fromArray(F, x, xb + 64 + l), s2);
+                    s3 = toFloats(q3).fma(FloatVector.fromArray(F, x, xb + 96 + l), s3);
                 }
+                int is = run / 16;
+                acc0 = s0.fma(FloatVector.broadcast(F, d * w.get(ValueLayout.JAVA_BYTE, sc + is)), acc0);
+                acc1 = s1.fma(FloatVector.broadcast(F, d * w.get(ValueLayout.JAVA_BYTE, sc + is + 2)), acc1);
+                acc2 = s2.fma(FloatVector.broadcast(F, d * w.get(ValueLayout.JAVA_BYTE, sc + is + 4)), acc2);
+                acc3 = s3.fma(FloatVector.broadcast(F, d * w.get(ValueLayout.JAVA_BYTE, sc + is + 6)), acc3);
             }
         }
         return acc0.add(acc1).add(acc2.add(acc3)).reduceLanes(VectorOperators.ADD);

@@ -44,18 +44,17 @@ final class Vec {
      * mask off the bits that crossed in from the neighbouring byte.
      */
     static ByteVector highNibbles(ByteVector q) {
-        return q.reinterpretAsInts().lanewise(jdk.incubator.vector.VectorOperators.LSHR, 4)
-                .reinterpretAsBytes().and((byte) 0x0F);
+        return q.lanewise(jdk.incubator.vector.VectorOperators.LSHR, 4);
     }
 
     /** Each byte shifted left by n (bits pushed past bit 7 of a byte land in its neighbour: mask them). */
     static ByteVector shiftLeft(ByteVector q, int n) {
-        return q.reinterpretAsInts().lanewise(jdk.incubator.vector.VectorOperators.LSHL, n).reinterpretAsBytes();
+        return q.lanewise(jdk.incubator.vector.VectorOperators.LSHL, n);
     }
 
     /** Each byte shifted right by n (bits from the neighbour byte come in at the top: mask them). */
     static ByteVector shiftRight(ByteVector q, int n) {
-        return q.reinterpretAsInts().lanewise(jdk.incubator.vector.VectorOperators.LSHR, n).reinterpretAsBytes();
+        return q.lanewise(jdk.incubator.vector.VectorOperators.LSHR, n);
     }
 
     /** Bytes widened to FL floats (sign-extending). */

@@ -95,7 +95,13 @@ public final class LlamaModel implements AutoCloseable {
         try {
             int vocab = require(file.tensors(), "token_embd.weight").rows();
             String fallbackName = path.getFileName().toString().replaceFirst("\\.gguf$", "");
-            ModelConfig config = ModelConfig.fromMetadata(file.metadata(), vocab, fallbackName);
+            WeightTensor freqs = file.tensors().get("rope_freqs.weight");
+            if (freqs != null && freqs.type() != dev.kvserve.kernels.GgmlType.F32) {
+                throw new IllegalArgumentException("rope_freqs.weight must be F32, found " + freqs.type());
+            }
+            float[] factors = freqs == null ? null
+                    : freqs.data().asSlice(0, freqs.elements() * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT);
+            ModelConfig config = ModelConfig.fromMetadata(file.metadata(), vocab, fallbackName, factors);
             Tokenizer tokenizer = tokenizerOf(file.metadata());
             return new LlamaModel(file, config, tokenizer, backend, attentionFactory);
         } catch (RuntimeException e) {
@@ -106,6 +112,10 @@ public final class LlamaModel implements AutoCloseable {
 
     /** Loads a model that attends over the paged KV cache with {@code threads} attention workers. */
     public static LlamaModel load(Path path, Backend backend, int threads) {
+        if (!(backend instanceof dev.kvserve.kernels.cpu.CpuBackend)) {
+            throw new IllegalArgumentException("paged attention runs on host memory: load the model on the CPU backend ("
+                    + backend.name() + " cannot hold the KV cache yet)");
+        }
         return load(path, backend, (geometry, b) ->
                 new PagedAttention(geometry, new RopeTable(geometry.rope(), geometry.headDim()), threads));
     }

@@ -27,6 +27,12 @@ public record ModelConfig(
     public static final java.util.List<String> SUPPORTED = java.util.List.of("llama", "qwen2", "mistral");
 
     public static ModelConfig fromMetadata(Map<String, Object> md, int vocabFromTensors, String fallbackName) {
+        return fromMetadata(md, vocabFromTensors, fallbackName, null);
+    }
+
+    /** @param ropeFreqFactors Llama 3 per-pair frequency divisors ({@code rope_freqs.weight}), or null */
+    public static ModelConfig fromMetadata(Map<String, Object> md, int vocabFromTensors, String fallbackName,
+                                           float[] ropeFreqFactors) {
         String arch = string(md, "general.architecture", null);
         if (arch == null) throw new IllegalArgumentException("model has no general.architecture");
         if (!SUPPORTED.contains(arch)) {
@@ -58,7 +64,7 @@ public record ModelConfig(
         boolean neox = arch.equals("qwen2") || Boolean.TRUE.equals(md.get("kvserve.rope.neox"));
         String name = string(md, "general.name", fallbackName);
         return new ModelConfig(arch, name, dim, layers, heads, kvHeads, headDim, ffn, vocabFromTensors, ctx, eps,
-                new RopeConfig(ropeDims, base, (float) (1.0 / factor), neox), arch.equals("qwen2"));
+                new RopeConfig(ropeDims, base, (float) (1.0 / factor), neox, ropeFreqFactors), arch.equals("qwen2"));
     }
 
     public KvGeometry kvGeometry() {

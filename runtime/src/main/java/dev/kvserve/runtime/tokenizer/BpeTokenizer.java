@@ -25,6 +25,7 @@ final class BpeTokenizer extends BaseTokenizer {
     private final MergeTable merges;
     private final TextPipeline pipeline;
     private final Options options;
+    private final PieceIndex pieceIndex;
     /** Byte-level: token id of each byte's character. */
     private final int[] byteCharTokens = new int[256];
     /** Character-level byte fallback: token id of {@code <0xNN>}. */
@@ -35,6 +36,7 @@ final class BpeTokenizer extends BaseTokenizer {
         this.merges = merges;
         this.pipeline = pipeline;
         this.options = options;
+        this.pieceIndex = new PieceIndex(vocab.pieces);
         for (int b = 0; b < 256; b++) {
             byteCharTokens[b] = vocab.id(String.valueOf(ByteLevel.charOf(b)));
             byteFallbackTokens[b] = vocab.id(String.format("<0x%02X>", b));
@@ -153,14 +155,15 @@ final class BpeTokenizer extends BaseTokenizer {
         boolean previousWasUnknown = false;
         for (int i = 0; i < word.length(); ) {
             int charCount = Character.charCount(word.codePointAt(i));
-            String character = word.substring(i, i + charCount);
-            i += charCount;
-            int id = vocab.id(character);
+            int id = pieceIndex.find(word, i, i + charCount);
             if (id >= 0) {
                 symbols.add(id);
                 previousWasUnknown = false;
+                i += charCount;
                 continue;
             }
+            String character = word.substring(i, i + charCount);
+            i += charCount;
             if (options.byteFallback() && appendByteFallback(character, symbols)) {
                 previousWasUnknown = false;
                 continue;

@@ -14,6 +14,7 @@ final class SpmTokenizer extends BaseTokenizer {
 
     private final float[] scores;
     private final boolean addSpacePrefix;
+    private final PieceIndex pieceIndex;
     /** Token id of {@code <0xNN>} for each byte, -1 where the vocabulary lacks it. */
     private final int[] byteTokens = new int[256];
 
@@ -24,6 +25,7 @@ final class SpmTokenizer extends BaseTokenizer {
         }
         this.scores = scores;
         this.addSpacePrefix = addSpacePrefix;
+        this.pieceIndex = new PieceIndex(vocab.pieces);
         for (int b = 0; b < 256; b++) {
             byteTokens[b] = vocab.id(String.format("<0x%02X>", b));
         }
@@ -44,7 +46,7 @@ final class SpmTokenizer extends BaseTokenizer {
             length[i] = charCount;
             prev[i] = i - 1;
             next[i] = i + 1 < count ? i + 1 : -1;
-            tokenId[i] = vocab.id(escaped.substring(offset, offset + charCount));
+            tokenId[i] = pieceIndex.find(escaped, offset, offset + charCount);
             offset += charCount;
         }
 
@@ -62,7 +64,7 @@ final class SpmTokenizer extends BaseTokenizer {
             if (length[left] == 0 || right < 0) {
                 continue;
             }
-            int merged = vocab.id(escaped.substring(start[left], start[left] + length[left] + length[right]));
+            int merged = pieceIndex.find(escaped, start[left], start[left] + length[left] + length[right]);
             if (merged < 0 || descendingScoreKey(scores[merged]) != (int) (key >>> 32)) {
                 continue;
             }
@@ -116,7 +118,7 @@ final class SpmTokenizer extends BaseTokenizer {
     }
 
     private void pushPair(String text, int left, int right, int[] start, int[] length, LongHeap queue) {
-        int id = vocab.id(text.substring(start[left], start[left] + length[left] + length[right]));
+        int id = pieceIndex.find(text, start[left], start[left] + length[left] + length[right]);
         if (id >= 0) {
             queue.push(((long) descendingScoreKey(scores[id]) << 32) | left);
         }

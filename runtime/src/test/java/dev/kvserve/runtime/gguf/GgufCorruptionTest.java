@@ -91,7 +91,7 @@ class GgufCorruptionTest {
 
     @Test
     void truncatedStories260kIsReportedAtHeaderAndDataOffsets() throws Exception {
-        for (int length = 0; length < 14176; length += 41) openExpectingFailure(Arrays.copyOf(stories, length));
+        for (int length = 0; length < 14176; length += 97) openExpectingFailure(Arrays.copyOf(stories, length));
         for (int length : new int[] {14176, 14177, 14176 + 131071, 600_000, stories.length - 1}) {
             ModelFormatException e = openExpectingFailure(Arrays.copyOf(stories, length));
             assertThat(e.tensor()).isNotNull();
@@ -236,11 +236,15 @@ class GgufCorruptionTest {
     void directoriesAndEmptyFilesAreNotGguf() throws Exception {
         assertThat(openExpectingFailure(new byte[0])).hasMessageContaining("truncated: 0 bytes");
         assertThatThrownBy(() -> GgufFile.open(dir)).isExactlyInstanceOf(ModelFormatException.class).hasMessageContaining("is a directory");
+        // not a format problem: the file is not there at all
+        Path missing = dir.resolve("missing.gguf");
+        assertThatThrownBy(() -> dev.kvserve.runtime.ModelFile.open(missing))
+                .isExactlyInstanceOf(java.nio.file.NoSuchFileException.class).hasMessageContaining("missing.gguf");
     }
 
     /** Random damage to the header either still parses to in-bounds tensors or is reported; nothing else. */
     @ParameterizedTest
-    @ValueSource(longs = {1, 2, 3, 4})
+    @ValueSource(longs = {1, 2, 3})
     void randomHeaderDamageIsReportedOrHarmless(long seed) throws Exception {
         byte[] full = Files.readAllBytes(smallFile());
         int headerEnd;
@@ -249,7 +253,7 @@ class GgufCorruptionTest {
         }
         SplittableRandom random = new SplittableRandom(seed);
         int reported = 0;
-        for (int trial = 0; trial < 200; trial++) {
+        for (int trial = 0; trial < 150; trial++) {
             byte[] b = full.clone();
             int flips = 1 + random.nextInt(4);
             for (int i = 0; i < flips; i++) {
@@ -265,7 +269,7 @@ class GgufCorruptionTest {
                 reported++;
             }
         }
-        assertThat(reported).as("most random damage is detectable").isGreaterThan(60);
+        assertThat(reported).as("most random damage is detectable").isGreaterThan(50);
     }
 
     // ---- helpers ----

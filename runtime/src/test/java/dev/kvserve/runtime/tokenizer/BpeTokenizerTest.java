@@ -140,4 +140,17 @@ class BpeTokenizerTest {
         assertThatThrownBy(() -> Tokenizers.fromGgufMetadata(md4)).hasMessageContaining("100000");
         assertThatThrownBy(() -> fromGguf.decode(new int[]{1, -5})).hasMessageContaining("-5");
     }
+
+    @Test
+    void badTokenizerJsonIsReportedClearly(@TempDir Path dir) throws IOException {
+        assertThatThrownBy(() -> Tokenizers.fromHuggingFace(dir.resolve("missing.json"), null))
+                .isInstanceOf(IOException.class).hasMessageContaining("missing.json");
+        Path wordPiece = java.nio.file.Files.writeString(dir.resolve("wp.json"), "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
+        assertThatThrownBy(() -> Tokenizers.fromHuggingFace(wordPiece, null)).hasMessageContaining("WordPiece");
+        Path broken = java.nio.file.Files.writeString(dir.resolve("broken.json"), "{\"model\": ");
+        assertThatThrownBy(() -> Tokenizers.fromHuggingFace(broken, null)).isInstanceOf(IOException.class).hasMessageContaining("broken.json");
+        Path badMerge = java.nio.file.Files.writeString(dir.resolve("merge.json"),
+                "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}");
+        assertThatThrownBy(() -> Tokenizers.fromHuggingFace(badMerge, null)).hasMessageContaining("'ab'");
+    }
 }

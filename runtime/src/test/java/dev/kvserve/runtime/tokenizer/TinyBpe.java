@@ -142,7 +142,11 @@ final class TinyBpe {
         split.putObject("pattern").put("Regex", LLAMA3_HF_REGEX);
         split.put("behavior", "Isolated").put("invert", false);
         steps.addObject().put("type", "ByteLevel").put("add_prefix_space", false).put("trim_offsets", true).put("use_regex", false);
-        ObjectNode post = root.putObject("post_processor").put("type", "TemplateProcessing");
+        // As Llama 3 ships it: ByteLevel offsets fix-up, then the BOS template, inside a Sequence.
+        ObjectNode processors = root.putObject("post_processor").put("type", "Sequence");
+        ArrayNode processorList = processors.putArray("processors");
+        processorList.addObject().put("type", "ByteLevel").put("add_prefix_space", true).put("trim_offsets", false).put("use_regex", true);
+        ObjectNode post = processorList.addObject().put("type", "TemplateProcessing");
         ArrayNode single = post.putArray("single");
         single.addObject().putObject("SpecialToken").put("id", "<|begin_of_text|>").put("type_id", 0);
         single.addObject().putObject("Sequence").put("id", "A").put("type_id", 0);

@@ -1,0 +1,56 @@
+package dev.kvserve.http;
+
+import dev.kvserve.http.openai.ChatTemplate;
+
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+
+/** What every connection's handler shares. */
+final class ServerState {
+
+    final ServingBackend backend;
+    final ModelCard model;
+    final ChatTemplate chatTemplate;
+    final ServerOptions options;
+    final HttpMetrics metrics = new HttpMetrics();
+    /** Requests parsed off the event loop: JSON, chat template, tokenizer and submission. */
+    final ExecutorService prep;
+    /** Generation requests being answered; shutdown waits for this to empty. */
+    final Set<CompletionCall> calls = ConcurrentHashMap.newKeySet();
+    final String systemFingerprint;
+    volatile boolean draining;
+
+    void callStarted(CompletionCall call) {
+        calls.add(call);
+    }
+
+    void callEnded(CompletionCall call) {
+        if (calls.remove(call)) {
+            synchronized (calls) {
+                calls.notifyAll();
+            }
+        }
+    }
+
+    /** Waits until no generation request is in flight or the deadline passes; true when none is. */
+    boolean awaitNoCalls(long deadlineNanos) throws InterruptedException {
+        synchronized (calls) {
+            while (!calls.isEmpty()) {
+                long leftMillis = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(deadlineNanos - System.nanoTime());
+                if (leftMillis <= 0) return false;
+                calls.wait(leftMillis);
+            }
+            return true;
+        }
+    }
+
+    ServerState(ServingBackend backend, ServerOptions options, ExecutorService prep) {
+        this.backend = backend;
+        this.model = backend.model();
+        this.chatTemplate = ChatTemplate.of(model.chatTemplate(), model.bosToken(), model.eosToken());
+        this.options = options;
+        this.prep = prep;
+        this.systemFingerprint = "fp_" + Integer.toHexString((model.id() + "|" + model.defaultKvPolicy()).hashCode());
+    }
+}

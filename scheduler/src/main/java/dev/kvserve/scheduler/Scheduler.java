@@ -1,0 +1,242 @@
+package dev.kvserve.scheduler;
+
+import dev.kvserve.kvcache.SequenceKv;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+
+/**
+ * Decides what one model step computes, the way vLLM's iteration-level scheduler does: the decode
+ * token of every running sequence first, then the next prefill chunks of partially prefilled
+ * sequences, then new admissions from the waiting queue, all within a per-step token budget and a
+ * maximum batch of sequences holding a cache.
+ *
+ * <p>Priority is first come, first served: the running list is kept in arrival order and when the
+ * pool cannot make room for a sequence's next tokens, the latest arrivals are preempted (blocks
+ * freed, requeued at the front of the waiting queue, recomputed from scratch on readmission). A
+ * waiting request is admitted only while the pool's free bytes, less what partially prefilled
+ * sequences still need for their prompts, cover its whole prompt under its own policy: the pool
+ * counts compressed bytes, so a compressed policy admits more sequences. Nothing is admitted in a
+ * step that had to preempt, and the waiting queue is never overtaken: if its head does not fit,
+ * nothing behind it is admitted either.
+ *
+ * <p>Identical prompt prefixes are shared: a new sequence whose prompt starts with tokens another
+ * cached sequence of the same policy has already computed forks that sequence's blocks
+ * (copy-on-write, where the pool supports it) and prefills only the rest.
+ *
+ * <p>Not thread-safe: the engine thread owns it.
+ */
+final class Scheduler {
+
+    /** {@code count} tokens of {@code seq} from position {@code start}; {@code samples}: its last token's logits pick the next token. */
+    record Item(Sequence seq, int start, int count, boolean samples) {
+        int[] tokens() {
+            return seq.tokens(start, start + count);
+        }
+    }
+
+    /**
+     * One step's decisions.
+     *
+     * @param items     what to feed the model, one chunk per sequence
+     * @param preempted sequences sent back to the waiting queue in this step
+     * @param exhausted sequences that cannot continue even alone in the pool: the engine must end them
+     */
+    record Plan(List<Item> items, List<Sequence> preempted, List<Sequence> exhausted) {
+        boolean isEmpty() {
+            return items.isEmpty();
+        }
+
+        int tokens() {
+            int n = 0;
+            for (Item item : items) n += item.count();
+            return n;
+        }
+    }
+
+    private final KvSpace pool;
+    private final int maxBatch;
+    private final int stepTokens;
+    private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();
+    /** Sequences holding a cache, oldest arrival first. */
+    private final List<Sequence> running = new ArrayList<>();
+
+    Scheduler(KvSpace pool, int maxBatch, int stepTokens) {
+        if (maxBatch < 1) throw new IllegalArgumentException("maxBatch must be >= 1, got " + maxBatch);
+        if (stepTokens < maxBatch) {
+            throw new IllegalArgumentException("the per-step token budget (" + stepTokens
+                    + ") must be at least maxBatch (" + maxBatch + ") so every running sequence can decode each step");
+        }
+        this.pool = pool;
+        this.maxBatch = maxBatch;
+        this.stepTokens = stepTokens;
+    }
+
+    /** Queues a new request behind everything waiting. */
+    void add(Sequence seq) {
+        if (seq.state() != Sequence.State.WAITING) throw new IllegalArgumentException(seq + " is not waiting");
+        waiting.addLast(seq);
+    }
+
+    int waitingCount() { return waiting.size(); }
+
+    int runningCount() { return running.size(); }
+
+    boolean hasWork() { return !waiting.isEmpty() || !running.isEmpty(); }
+
+    List<Sequence> running() { return Collections.unmodifiableList(running); }
+
+    List<Sequence> waiting() { return List.copyOf(waiting); }
+
+    /** Ends a sequence wherever it is and frees its blocks now. */
+    void finish(Sequence seq) {
+        if (!running.remove(seq)) waiting.remove(seq);
+        seq.finish();
+    }
+
+    /**
+     * Sends running sequences back to the waiting queue (blocks freed, recomputed later), in
+     * arrival order at its front: for a step that ran out of KV space half-way.
+     */
+    void preempt(List<Sequence> sequences) {
+        var latestFirst = new ArrayList<>(sequences);
+        latestFirst.sort((a, b) -> Long.compare(b.arrival, a.arrival));
+        for (Sequence seq : latestFirst) {
+            if (!running.remove(seq)) continue;
+            seq.preempt();
+            waiting.addFirst(seq);
+        }
+    }
+
+    /** Records that the model computed the plan's tokens. */
+    void completed(Plan plan) {
+        for (Item item : plan.items()) item.seq().computed(item.count());
+    }
+
+    Plan schedule() {
+        pool.settle();
+        var items = new ArrayList<Item>();
+        var preempted = new ArrayList<Sequence>();
+        var exhausted = new ArrayList<Sequence>();
+
+        // Decodes first: a running sequence's next token costs one slot of the budget. Then the
+        // next chunk of each sequence still prefilling, oldest first.
+        for (Sequence.State phase : new Sequence.State[] {Sequence.State.RUNNING, Sequence.State.PREFILLING}) {
+            for (int i = 0; i < running.size(); i++) {
+                Sequence seq = running.get(i);
+                int budget = stepTokens - tokensOf(items);
+                if (budget == 0) break;
+                if (seq.state() != phase) continue;
+                int chunk = Math.min(seq.pending(), budget);
+                if (makeRoom(seq, chunk, items, preempted)) {
+                    items.add(new Item(seq, seq.computed(), chunk, chunk == seq.pending()));
+                } else if (i == 0) {
+                    // Alone in the pool and still no room: only the engine can end it.
+                    running.remove(i--);
+                    exhausted.add(seq);
+                } else {
+                    preemptAt(i--, preempted);
+                }
+            }
+        }
+
+        // Admissions, in strict arrival order, and not in a step that had to take blocks back.
+        while (preempted.isEmpty() && exhausted.isEmpty() && running.size() < maxBatch && !waiting.isEmpty()) {
+            int budget = stepTokens - tokensOf(items);
+            if (budget == 0 || !admit(waiting.peekFirst(), budget, items)) break;
+            waiting.pollFirst();
+        }
+        return new Plan(List.copyOf(items), List.copyOf(preempted), List.copyOf(exhausted));
+    }
+
+    private boolean admit(Sequence seq, int budget, List<Item> items) {
+        Sequence donor = null;
+        int shared = 0;
+        for (Sequence other : running) {
+            if (!other.policy.equals(seq.policy)) continue;
+            int common = commonPrefix(other, seq);
+            if (common > shared) {
+                shared = common;
+                donor = other;
+            }
+        }
+        SequenceKv cache = null;
+        if (donor != null) {
+            cache = pool.fork(donor.kv(), shared);
+            shared = cache == null ? 0 : cache.length();
+        }
+        long need = pool.bytesFor(seq.policy, seq.length() + 1) - (shared > 0 ? pool.bytesFor(seq.policy, shared) : 0);
+        if (pool.freeBytes() - owedToPrefills(items) < need) {
+            if (cache != null) cache.close();
+            return false;
+        }
+        if (cache == null) cache = pool.open(seq.policy);
+        int chunk = Math.min(seq.length() - shared, budget);
+        if (!pool.reserve(cache, chunk)) {
+            cache.close();
+            return false;
+        }
+        seq.admit(cache, shared);
+        insertByArrival(seq);
+        items.add(new Item(seq, shared, chunk, chunk == seq.pending()));
+        return true;
+    }
+
+    /**
+     * Common prefix of what {@code donor} has in its cache and {@code seq}'s tokens, leaving at
+     * least one token of {@code seq} to compute (its logits are needed).
+     */
+    private static int commonPrefix(Sequence donor, Sequence seq) {
+        int limit = Math.min(donor.computed(), seq.length() - 1);
+        int n = 0;
+        while (n < limit && donor.token(n) == seq.token(n)) n++;
+        return n;
+    }
+
+    /** Bytes prefilling sequences will still need for the prompt part this step does not cover. */
+    private long owedToPrefills(List<Item> items) {
+        long owed = 0;
+        for (Sequence seq : running) {
+            if (seq.state() != Sequence.State.PREFILLING) continue;
+            int covered = seq.computed();
+            for (Item item : items) if (item.seq() == seq) covered += item.count();
+            owed += Math.max(0, pool.bytesFor(seq.policy, seq.length() + 1) - pool.bytesFor(seq.policy, covered));
+        }
+        return owed;
+    }
+
+    /**
+     * Reserves the next {@code tokens} positions of {@code seq}, preempting later arrivals (from the
+     * latest) until the pool has room. False when no later arrival is left to preempt.
+     */
+    private boolean makeRoom(Sequence seq, int tokens, List<Item> items, List<Sequence> preempted) {
+        while (!pool.reserve(seq.kv(), tokens)) {
+            int last = running.size() - 1;
+            if (running.get(last) == seq) return false;
+            Sequence victim = running.get(last);
+            items.removeIf(item -> item.seq() == victim);
+            preemptAt(last, preempted);
+        }
+        return true;
+    }
+
+    private void preemptAt(int index, List<Sequence> preempted) {
+        Sequence victim = running.remove(index);
+        victim.preempt();
+        waiting.addFirst(victim);
+        preempted.add(victim);
+    }
+
+    private void insertByArrival(Sequence seq) {
+        int at = running.size();
+        while (at > 0 && running.get(at - 1).arrival > seq.arrival) at--;
+        running.add(at, seq);
+    }
+
+    private static int tokensOf(List<Item> items) {
+        int n = 0;
+        for (Item item : items) n += item.count();
+        return n;
+    }
+}

@@ -1,0 +1,290 @@
+package dev.kvserve.scheduler;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.IntStream;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Scheduling decisions on a clock-free harness: a real block pool (test-sized) and a "model" that
+ * only advances caches, so each step's plan can be checked exactly.
+ */
+class SchedulerTest {
+
+    /** 4-token blocks; "f16" costs 16 bytes a token, "q4" 4 bytes (a quarter, like a 4-bit cache). */
+    private static BlockPool pool(long capacity) {
+        return new BlockPool(4, capacity, Map.of("f16", 16, "q4", 4));
+    }
+
+    private long nextId;
+
+    private Sequence seq(int promptLength, String policy) {
+        return seq(IntStream.range(0, promptLength).map(i -> 1000 + (int) nextId * 100 + i).toArray(), policy);
+    }
+
+    private Sequence seq(int[] prompt, String policy) {
+        long id = nextId++;
+        return new Sequence(id, id, prompt, policy, null);
+    }
+
+    /** Runs a plan as the engine would: the model fills the caches, sampled tokens are appended. */
+    private static Scheduler.Plan step(Scheduler scheduler) {
+        Scheduler.Plan plan = scheduler.schedule();
+        for (var item : plan.items()) {
+            assertThat(item.seq().kv().length()).as("cache length before the step").isEqualTo(item.start());
+            item.seq().kv().advance(item.count());
+        }
+        scheduler.completed(plan);
+        for (var item : plan.items()) {
+            if (item.samples()) item.seq().append(7 + item.seq().generatedCount());
+        }
+        return plan;
+    }
+
+    @Test
+    void admitsOnlyWhatThePoolHoldsAndACompressedPolicyAdmitsMore() {
+        // 16-token prompts: 5 f16 blocks (prompt + first decode) = 320 bytes each under f16, 80 under q4.
+        for (String policy : List.of("f16", "q4")) {
+            var pool = pool(1000);
+            var scheduler = new Scheduler(pool, 64, 4096);
+            for (int i = 0; i < 20; i++) scheduler.add(seq(16, policy));
+            step(scheduler);
+            int expected = policy.equals("f16") ? 3 : 12;
+            assertThat(scheduler.runningCount()).as(policy).isEqualTo(expected);
+            assertThat(scheduler.waitingCount()).as(policy).isEqualTo(20 - expected);
+            assertThat(pool.usedBytes()).isLessThanOrEqualTo(1000);
+        }
+    }
+
+    @Test
+    void chunkedPrefillRespectsTheStepTokenBudget() {
+        var scheduler = new Scheduler(pool(1 << 20), 8, 8);
+        Sequence a = seq(20, "f16");
+        Sequence b = seq(5, "f16");
+        scheduler.add(a);
+        scheduler.add(b);
+
+        var plan1 = step(scheduler);
+        assertThat(plan1.items()).extracting(i -> i.seq().id, Scheduler.Item::count, Scheduler.Item::samples)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(a.id, 8, false));
+        var plan2 = step(scheduler);
+        assertThat(plan2.tokens()).isEqualTo(8);
+        assertThat(plan2.items()).extracting(Scheduler.Item::count).containsExactly(8);
+        // a has 4 prompt tokens left: they and the first 4 of b fill the budget.
+        var plan3 = step(scheduler);
+        assertThat(plan3.items()).extracting(i -> i.seq().id, Scheduler.Item::start, Scheduler.Item::count, Scheduler.Item::samples)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(a.id, 16, 4, true),
+                        org.assertj.core.groups.Tuple.tuple(b.id, 0, 4, false));
+        assertThat(a.state()).isEqualTo(Sequence.State.RUNNING);
+        assertThat(a.generatedCount()).isEqualTo(1);
+        // Decodes come first, then the rest of b's prompt.
+        var plan4 = step(scheduler);
+        assertThat(plan4.items()).extracting(i -> i.seq().id, Scheduler.Item::count, Scheduler.Item::samples)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(a.id, 1, true),
+                        org.assertj.core.groups.Tuple.tuple(b.id, 1, true));
+        var plan5 = step(scheduler);
+        assertThat(plan5.items()).extracting(Scheduler.Item::count).containsExactly(1, 1);
+        assertThat(plan5.items()).allMatch(Scheduler.Item::samples);
+    }
+
+    @Test
+    void everyStepStaysWithinBudgetAndBatch() {
+        var scheduler = new Scheduler(pool(1 << 20), 3, 10);
+        for (int i = 0; i < 7; i++) scheduler.add(seq(3 + 5 * i, "q4"));
+        for (int s = 0; s < 40; s++) {
+            var plan = step(scheduler);
+            assertThat(plan.tokens()).isLessThanOrEqualTo(10);
+            assertThat(plan.items().size()).isLessThanOrEqualTo(3);
+            assertThat(scheduler.runningCount()).isLessThanOrEqualTo(3);
+            for (Sequence seq : List.copyOf(scheduler.running())) {
+                if (seq.generatedCount() == 3) scheduler.finish(seq);
+            }
+        }
+        assertThat(scheduler.hasWork()).isFalse();
+    }
+
+    @Test
+    void preemptsTheLatestArrivalWhenBlocksRunOutAndResumesItByRecompute() {
+        // 16 blocks of 4 tokens under q4 (16 bytes each): two 8-token prompts, then they grow.
+        var pool = pool(256);
+        var scheduler = new Scheduler(pool, 8, 64);
+        Sequence first = seq(8, "q4");
+        Sequence second = seq(8, "q4");
+        scheduler.add(first);
+        scheduler.add(second);
+        step(scheduler);
+        assertThat(scheduler.runningCount()).isEqualTo(2);
+
+        Scheduler.Plan plan;
+        int steps = 0;
+        do {
+            plan = step(scheduler);
+            steps++;
+        } while (plan.preempted().isEmpty() && steps < 100);
+
+        assertThat(plan.preempted()).containsExactly(second);
+        assertThat(second.state()).isEqualTo(Sequence.State.WAITING);
+        assertThat(second.kv()).isNull();
+        assertThat(second.computed()).isZero();
+        assertThat(scheduler.waiting()).first().isEqualTo(second);
+        assertThat(plan.items()).extracting(Scheduler.Item::seq).containsExactly(first);
+        // Only the first sequence's blocks remain.
+        assertThat(pool.usedBytes()).isEqualTo(first.kv().bytesHeld());
+        int[] secondTokens = second.tokens(0, second.length());
+        int generatedBefore = second.generatedCount();
+        assertThat(generatedBefore).isPositive();
+
+        scheduler.finish(first);
+        assertThat(pool.usedBytes()).isZero();
+        var resume = step(scheduler);
+        // Readmitted at once, recomputing prompt and generated tokens in one prefill.
+        assertThat(resume.items()).extracting(i -> i.seq().id, Scheduler.Item::start, Scheduler.Item::count, Scheduler.Item::samples)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(second.id, 0, secondTokens.length, true));
+        assertThat(second.tokens(0, secondTokens.length)).isEqualTo(secondTokens);
+        assertThat(second.generatedCount()).isEqualTo(generatedBefore + 1);
+        assertThat(second.preemptions()).isEqualTo(1);
+    }
+
+    @Test
+    void doesNotAdmitInAStepThatPreempted() {
+        var pool = pool(256);
+        var scheduler = new Scheduler(pool, 8, 64);
+        scheduler.add(seq(8, "q4"));
+        scheduler.add(seq(8, "q4"));
+        step(scheduler);
+        Scheduler.Plan plan;
+        do {
+            plan = step(scheduler);
+        } while (plan.preempted().isEmpty());
+        Sequence late = seq(1, "q4");
+        scheduler.add(late);
+        assertThat(late.state()).isEqualTo(Sequence.State.WAITING);
+        // The preempted one is ahead of the newcomer.
+        assertThat(scheduler.waiting()).extracting(s -> s.id).containsExactly(1L, late.id);
+    }
+
+    @Test
+    void firstComeFirstServedNeverOvertakesTheHeadOfTheQueue() {
+        var pool = pool(512);
+        var scheduler = new Scheduler(pool, 8, 1024);
+        Sequence big = seq(12, "f16");     // 4 blocks (prompt + 1) = 256 bytes
+        Sequence huge = seq(20, "f16");    // 6 blocks = 384 bytes: does not fit next to big
+        Sequence small = seq(2, "f16");    // 1 block would fit, but must not overtake huge
+        scheduler.add(big);
+        scheduler.add(huge);
+        scheduler.add(small);
+        step(scheduler);
+        assertThat(scheduler.running()).containsExactly(big);
+        assertThat(scheduler.waiting()).containsExactly(huge, small);
+
+        scheduler.finish(big);
+        var plan = step(scheduler);
+        assertThat(plan.items()).extracting(Scheduler.Item::seq).containsExactly(huge, small);
+        assertThat(scheduler.waitingCount()).isZero();
+    }
+
+    @Test
+    void runningSequencesArePlannedBeforeNewAdmissions() {
+        var scheduler = new Scheduler(pool(1 << 20), 4, 6);
+        Sequence a = seq(6, "f16");
+        scheduler.add(a);
+        step(scheduler);
+        Sequence b = seq(10, "f16");
+        scheduler.add(b);
+        var plan = step(scheduler);
+        assertThat(plan.items()).extracting(i -> i.seq().id, Scheduler.Item::count)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(a.id, 1), org.assertj.core.groups.Tuple.tuple(b.id, 5));
+    }
+
+    @Test
+    void finishingFreesBlocksAtOnceWhereverTheSequenceIs() {
+        var pool = pool(4096);
+        var scheduler = new Scheduler(pool, 2, 64);
+        Sequence a = seq(9, "f16");
+        Sequence b = seq(9, "f16");
+        Sequence c = seq(9, "f16");
+        scheduler.add(a);
+        scheduler.add(b);
+        scheduler.add(c);
+        step(scheduler);
+        step(scheduler);
+        assertThat(scheduler.running()).containsExactly(a, b);
+        long held = pool.usedBytes();
+        assertThat(held).isEqualTo(a.kv().bytesHeld() + b.kv().bytesHeld());
+
+        scheduler.finish(a);
+        assertThat(pool.usedBytes()).isEqualTo(held - pool.bytesFor("f16", 11));
+        scheduler.finish(c);   // still waiting: just leaves the queue
+        assertThat(scheduler.waitingCount()).isZero();
+        scheduler.finish(b);
+        assertThat(pool.usedBytes()).isZero();
+        assertThat(pool.blocksUsed()).isZero();
+        assertThat(List.of(a, b, c)).allMatch(Sequence::isFinished);
+        assertThat(scheduler.hasWork()).isFalse();
+    }
+
+    @Test
+    void identicalPromptPrefixesShareBlocks() {
+        var pool = pool(1 << 20);
+        var scheduler = new Scheduler(pool, 8, 64);
+        int[] system = IntStream.range(0, 13).map(i -> 500 + i).toArray();
+        int[] promptA = concat(system, 1, 2, 3);
+        int[] promptB = concat(system, 9, 9);
+        Sequence a = seq(promptA, "f16");
+        scheduler.add(a);
+        step(scheduler);
+
+        Sequence b = seq(promptB, "f16");
+        scheduler.add(b);
+        var plan = step(scheduler);
+        // 13 shared tokens round down to 3 whole blocks = 12 positions, so b prefills 3 tokens.
+        assertThat(plan.items()).extracting(i -> i.seq().id, Scheduler.Item::start, Scheduler.Item::count)
+                .contains(org.assertj.core.groups.Tuple.tuple(b.id, 12, 3));
+        assertThat(b.kv().bytesHeld()).isEqualTo(pool.bytesFor("f16", 16));
+        assertThat(pool.usedBytes()).as("only b's last block is its own")
+                .isEqualTo(a.kv().bytesHeld() + pool.bytesFor("f16", 1));
+        // A different policy shares nothing.
+        Sequence c = seq(promptA, "q4");
+        scheduler.add(c);
+        var plan2 = step(scheduler);
+        assertThat(plan2.items()).extracting(i -> i.seq().id, Scheduler.Item::start).contains(org.assertj.core.groups.Tuple.tuple(c.id, 0));
+
+        // Closing the donor keeps the shared blocks alive for b.
+        scheduler.finish(a);
+        assertThat(pool.usedBytes()).isEqualTo(b.kv().bytesHeld() + c.kv().bytesHeld());
+        scheduler.finish(b);
+        scheduler.finish(c);
+        assertThat(pool.usedBytes()).isZero();
+    }
+
+    @Test
+    void aSequenceThatCannotGrowEvenAloneIsExhausted() {
+        var pool = pool(64);   // 4 q4 blocks = 16 tokens
+        var scheduler = new Scheduler(pool, 4, 64);
+        Sequence only = seq(10, "q4");
+        scheduler.add(only);
+        List<Scheduler.Plan> plans = new ArrayList<>();
+        for (int i = 0; i < 20 && plans.stream().allMatch(p -> p.exhausted().isEmpty()); i++) plans.add(step(scheduler));
+        var last = plans.getLast();
+        assertThat(last.exhausted()).containsExactly(only);
+        assertThat(only.computed()).isEqualTo(16);
+        scheduler.finish(only);
+        assertThat(pool.usedBytes()).isZero();
+    }
+
+    @Test
+    void rejectsABudgetSmallerThanTheBatch() {
+        assertThatThrownBy(() -> new Scheduler(pool(100), 16, 8))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("maxBatch (16)");
+    }
+
+    private static int[] concat(int[] head, int... tail) {
+        int[] out = java.util.Arrays.copyOf(head, head.length + tail.length);
+        System.arraycopy(tail, 0, out, head.length, tail.length);
+        return out;
+    }
+}
