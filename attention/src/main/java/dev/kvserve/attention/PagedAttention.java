@@ -113,7 +113,12 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             throw new IllegalArgumentException("PagedAttention needs sequences opened by a KvCacheManager, got "
                     + cache.getClass().getName());
         }
-        if (!p.geometry().equals(geometry)) throw new IllegalArgumentException("sequence belongs to a cache of another geometry");
+        KvGeometry g = p.geometry();
+        // not equals(): RopeConfig holds an array, so equal geometries built twice differ as records
+        if (g.layers() != geometry.layers() || g.heads() != geometry.heads() || g.kvHeads() != geometry.kvHeads()
+                || g.headDim() != geometry.headDim()) {
+            throw new IllegalArgumentException("sequence belongs to a cache of another geometry: " + g + " vs " + geometry);
+        }
         return p;
     }
 

@@ -134,6 +134,21 @@ final class Harness implements AutoCloseable {
         return step(List.of(s), new int[] {tokens}, null, null);
     }
 
+    /** One step of one sequence through every layer without keeping history or computing the reference. */
+    void stepTimedOnly(Seq s, int n) {
+        int heads = g.heads(), d = g.headDim(), kvDim = g.kvDim();
+        MemorySegment q = arena.allocate((long) n * heads * d * 4);
+        MemorySegment k = arena.allocate((long) n * kvDim * 4);
+        MemorySegment v = arena.allocate((long) n * kvDim * 4);
+        MemorySegment out = arena.allocate((long) n * heads * d * 4);
+        MemorySegment.copy(gaussian(n * heads * d), 0, q, ValueLayout.JAVA_FLOAT, 0, n * heads * d);
+        MemorySegment.copy(gaussian(n * kvDim), 0, k, ValueLayout.JAVA_FLOAT, 0, n * kvDim);
+        MemorySegment.copy(gaussian(n * kvDim), 0, v, ValueLayout.JAVA_FLOAT, 0, n * kvDim);
+        StepBatch batch = new StepBatch(List.of(new StepBatch.Entry(s.cache, 0, n, s.cache.length())));
+        for (int l = 0; l < g.layers(); l++) attention.attend(l, batch, q, k, v, out);
+        s.cache.advance(n);
+    }
+
     float[] gaussian(int n) {
         float[] x = new float[n];
         for (int i = 0; i < n; i++) x[i] = (float) rnd.nextGaussian();

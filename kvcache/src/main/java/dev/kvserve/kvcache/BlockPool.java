@@ -45,11 +45,13 @@ final class BlockPool implements AutoCloseable {
         final MemorySegment memory;
         final int capacity;
         final long stride;
+        final int slabIndex;
         int liveBlocks;
         boolean closed;
 
-        Slab(SizeClass owner, int capacity, long stride) {
+        Slab(SizeClass owner, int slabIndex, int capacity, long stride) {
             this.owner = owner;
+            this.slabIndex = slabIndex;
             this.arena = Arena.ofShared();
             this.capacity = capacity;
             this.stride = stride;
@@ -62,6 +64,7 @@ final class BlockPool implements AutoCloseable {
         final long stride;
         final List<Slab> slabs = new ArrayList<>();
         final ArrayDeque<long[]> free = new ArrayDeque<>();
+        int openSlabs;
 
         SizeClass(long bytes) {
             this.bytes = bytes;
@@ -80,8 +83,9 @@ final class BlockPool implements AutoCloseable {
         long[] ref = popFree(sc);
         if (ref == null) {
             int capacity = (int) Math.max(1, Math.min(1024, SLAB_TARGET_BYTES / sc.stride));
-            slab = new Slab(sc, capacity, sc.stride);
+            slab = new Slab(sc, sc.slabs.size(), capacity, sc.stride);
             sc.slabs.add(slab);
+            sc.openSlabs++;
             reserved += slab.stride * capacity;
             for (int i = capacity - 1; i >= 1; i--) sc.free.push(new long[] {sc.slabs.size() - 1, i});
             blocksFree += capacity - 1;
@@ -118,21 +122,15 @@ final class BlockPool implements AutoCloseable {
         Slab slab = b.slab;
         SizeClass sc = slab.owner;
         slab.liveBlocks--;
-        int slabIndex = sc.slabs.indexOf(slab);
-        sc.free.push(new long[] {slabIndex, b.index});
+        sc.free.push(new long[] {slab.slabIndex, b.index});
         blocksFree++;
-        if (slab.liveBlocks == 0 && countOpen(sc) > 1) {
+        if (slab.liveBlocks == 0 && sc.openSlabs > 1) {
             slab.closed = true;
+            sc.openSlabs--;
             blocksFree -= slab.capacity;
             reserved -= slab.stride * slab.capacity;
             slab.arena.close();
         }
-    }
-
-    private static int countOpen(SizeClass sc) {
-        int n = 0;
-        for (Slab s : sc.slabs) if (!s.closed) n++;
-        return n;
     }
 
     synchronized void retain(Block b) {

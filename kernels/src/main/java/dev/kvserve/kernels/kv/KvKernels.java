@@ -223,16 +223,55 @@ public final class KvKernels {
 
     /** Unpacks n codes of {@code bits} at byte {@code off} and writes min + code·scale to dst[dOff..]. */
     public static void dequantize(MemorySegment seg, long off, int n, int bits, float scale, float min, float[] dst, int dOff) {
-        if (bits == 8) {
-            for (int i = 0; i < n; i++) dst[dOff + i] = min + (seg.get(ValueLayout.JAVA_BYTE, off + i) & 0xFF) * scale;
-            return;
+        unpack(seg, off, n, bits, dst, dOff);
+        for (int i = 0; i < n; i++) dst[dOff + i] = min + dst[dOff + i] * scale;
+    }
+
+    private static final ThreadLocal<byte[]> BYTES = ThreadLocal.withInitial(() -> new byte[256]);
+
+    /** Unpacks n codes of {@code bits} at byte {@code off} into dst[dOff..] as floats (0 .. 2^bits-1). */
+    public static void unpack(MemorySegment seg, long off, int n, int bits, float[] dst, int dOff) {
+        int nb = n * bits / 8;
+        byte[] raw = BYTES.get();
+        if (raw.length < nb) {
+            raw = new byte[nb];
+            BYTES.set(raw);
         }
-        int perByte = 8 / bits;
-        int mask = (1 << bits) - 1;
-        for (int b = 0; b < n / perByte; b++) {
-            int v = seg.get(ValueLayout.JAVA_BYTE, off + b) & 0xFF;
-            for (int j = 0; j < perByte; j++) dst[dOff + b * perByte + j] = min + ((v >>> (j * bits)) & mask) * scale;
+        MemorySegment.copy(seg, ValueLayout.JAVA_BYTE, off, raw, 0, nb);
+        switch (bits) {
+            case 8 -> {
+                for (int i = 0; i < n; i++) dst[dOff + i] = raw[i] & 0xFF;
+            }
+            case 4 -> {
+                for (int b = 0; b < nb; b++) {
+                    int v = raw[b] & 0xFF;
+                    dst[dOff + 2 * b] = v & 15;
+                    dst[dOff + 2 * b + 1] = v >>> 4;
+                }
+            }
+            case 2 -> {
+                for (int b = 0; b < nb; b++) {
+                    int v = raw[b] & 0xFF;
+                    int o = dOff + 4 * b;
+                    dst[o] = v & 3;
+                    dst[o + 1] = (v >>> 2) & 3;
+                    dst[o + 2] = (v >>> 4) & 3;
+                    dst[o + 3] = v >>> 6;
+                }
+            }
+            default -> {
+                int perByte = 8 / bits, mask = (1 << bits) - 1;
+                for (int b = 0; b < nb; b++) {
+                    int v = raw[b] & 0xFF;
+                    for (int j = 0; j < perByte; j++) dst[dOff + b * perByte + j] = (v >>> (j * bits)) & mask;
+                }
+            }
         }
+    }
+
+    /** Scalar reference of {@link #dequantize}: one code at a time. */
+    public static void dequantizeScalar(MemorySegment seg, long off, int n, int bits, float scale, float min, float[] dst, int dOff) {
+        for (int i = 0; i < n; i++) dst[dOff + i] = min + code(seg, off, i, bits) * scale;
     }
 
     /** Code {@code i} of a packed run at byte {@code off}. */

@@ -170,11 +170,51 @@ public final class KiviFormat implements KvStorageFormat {
 
         @Override
         public void decodeKey(MemorySegment block, int slot, float[] dst, int off, BlockContext ctx) {
-            long codesAt = (long) slot * rowCodeBytes;
             long paramsAt = keyParamsAt + 4L * (slot / keyGroup) * headDim;
+            KvKernels.unpack(block, (long) slot * rowCodeBytes, headDim, bits, dst, off);
             for (int c = 0; c < headDim; c++) {
                 int p = block.get(ValueLayout.JAVA_INT_UNALIGNED, paramsAt + 4L * c);
-                dst[off + c] = KvKernels.minOf(p) + KvKernels.code(block, codesAt, c, bits) * KvKernels.scaleOf(p);
+                dst[off + c] = KvKernels.minOf(p) + dst[off + c] * KvKernels.scaleOf(p);
+            }
+        }
+
+        /**
+         * Scores over codes: within a key group every slot shares the channel scales and minima, so
+         * q·k = Σ_c (q_c·scale_c)·code_c + Σ_c q_c·min_c; the scaled query and the constant are
+         * computed once per group and query, then each slot costs one dot product with its codes.
+         */
+        @Override
+        public void keyScores(MemorySegment block, int from, int to, float[] q, int qOff, int qStride, int nq,
+                              float[] scores, int ld, BlockContext ctx) {
+            int d = headDim;
+            int[] pos = ctx.positions();
+            float[] scale = new float[d], min = new float[d];
+            float[] qs = ctx.scratch2(nq * d);
+            float[] qm = new float[nq];
+            float[] codes = ctx.scratch(d);
+            int loadedGroup = -1;
+            for (int s = from; s < to; s++) {
+                if (pos[s] < 0) {
+                    for (int i = 0; i < nq; i++) scores[i * ld + s - from] = 0f;
+                    continue;
+                }
+                int g = s / keyGroup;
+                if (g != loadedGroup) {
+                    loadedGroup = g;
+                    long paramsAt = keyParamsAt + 4L * g * d;
+                    for (int c = 0; c < d; c++) {
+                        int p = block.get(ValueLayout.JAVA_INT_UNALIGNED, paramsAt + 4L * c);
+                        scale[c] = KvKernels.scaleOf(p);
+                        min[c] = KvKernels.minOf(p);
+                    }
+                    for (int i = 0; i < nq; i++) {
+                        int qo = qOff + i * qStride;
+                        for (int c = 0; c < d; c++) qs[i * d + c] = q[qo + c] * scale[c];
+                        qm[i] = KvKernels.dot(q, qo, min, 0, d);
+                    }
+                }
+                KvKernels.unpack(block, (long) s * rowCodeBytes, d, bits, codes, 0);
+                for (int i = 0; i < nq; i++) scores[i * ld + s - from] = KvKernels.dot(qs, i * d, codes, 0, d) + qm[i];
             }
         }
 
