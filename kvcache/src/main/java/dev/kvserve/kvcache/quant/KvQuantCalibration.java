@@ -116,8 +116,9 @@ public final class KvQuantCalibration implements Calibration {
 
     @Override
     public long bytesPerToken() {
-        // Codes of K and V, the value's zero and range, and one 32-bit pointer into each sparse store.
-        return (long) geometry.layers() * (keyRowBytes() + valueRowBytes() + (config.outliers() > 0 ? 8 : 0));
+        // Codes of K and V, the value's zero and range, and per sparse store (K, V) a 32-bit pointer
+        // and a 16-bit outlier count.
+        return (long) geometry.layers() * (keyRowBytes() + valueRowBytes() + (config.outliers() > 0 ? 12 : 0));
     }
 
     @Override

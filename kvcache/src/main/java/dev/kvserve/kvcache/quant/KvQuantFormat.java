@@ -20,18 +20,18 @@ import java.util.concurrent.ConcurrentHashMap;
  * The {@code kvquant} storage format: KVQuant with a calibration file ({@link KvQuantCalibration}).
  *
  * <p>Block layout (one layer, one KV head, {@code B} slots, {@code d} channels, {@code b} bits):
- * key code rows {@code [B][ceil(d·b/8)]}, value code rows {@code [B][ceil(d·b/8)]}, the token's value
- * zero point and half-range {@code [B][2 × fp16]}, then — only in blocks that hold sink positions — the
- * sinks' pre-RoPE keys and values in fp16 {@code [sinkSlots][2·d × fp16]}. Keys are pre-RoPE and rotated
- * on read. Outliers of both keys and values live in the sequence's {@link KvQuantState}: per layer a
- * compressed-sparse-row store keyed by position (a 32-bit pointer and a 16-bit count per token, a
- * 16-bit channel and a binary16 value per outlier) in budget-counted side memory.
+ * key code rows {@code [B][ceil(d·b/8)]}, value code rows {@code [B][ceil(d·b/8)]}, then — only in
+ * blocks that hold sink positions — the sinks' pre-RoPE keys and values in fp16
+ * {@code [sinkSlots][2·d × fp16]}. Keys are pre-RoPE and rotated on read.
  *
  * <p>Values are quantized per token over the whole {@code Hkv·d} vector (outlier top/bottom-k, zero
- * point and range), as the paper does; the block of every KV head carries a copy of the token's
- * zero point and range, so that each block decodes on its own ({@code 4·Hkv} bytes per token where the
- * paper counts 4). A token re-written for one head only ({@code LayerKv.rewrite}, a prefix fork's
- * re-append) is quantized over that head.
+ * point and range), as the paper does, so the per-token parts are kept once per token and layer in the
+ * sequence's {@link KvQuantState}, in budget-counted side memory keyed by position: the value's binary16
+ * zero point and half-range, and the outliers of keys and of values as compressed sparse rows (a 32-bit
+ * pointer and a 16-bit count per token, a 16-bit channel and a binary16 value per outlier).
+ *
+ * <p>A token re-written for one head ({@code LayerKv.rewrite}, e.g. a merging eviction rule) is encoded
+ * against that token's stored zero point and range; its values outside the range become outliers.
  */
 public final class KvQuantFormat implements KvStorageFormat {
 
@@ -93,23 +93,40 @@ public final class KvQuantFormat implements KvStorageFormat {
     static final class KvQuantState implements FormatState {
         final OutlierStore[] keys;
         final OutlierStore[] values;
+        /** Per layer and position: the value's binary16 zero point and half-range. */
+        final SideArray[] scales;
         /** Per layer, 1 + the highest position written: a write below it re-writes a token. */
         private final int[] written;
 
         KvQuantState(SideMemory side, int layers, boolean sparse) {
             keys = new OutlierStore[layers];
             values = new OutlierStore[layers];
+            scales = new SideArray[layers];
             written = new int[layers];
             for (int l = 0; l < layers; l++) {
                 keys[l] = sparse ? new OutlierStore(side) : null;
                 values[l] = sparse ? new OutlierStore(side) : null;
+                scales[l] = new SideArray(side, 4);
             }
         }
 
-        private KvQuantState(OutlierStore[] keys, OutlierStore[] values, int[] written) {
+        private KvQuantState(OutlierStore[] keys, OutlierStore[] values, SideArray[] scales, int[] written) {
             this.keys = keys;
             this.values = values;
+            this.scales = scales;
             this.written = written;
+        }
+
+        void setScale(int layer, int position, short zero, short range) {
+            scales[layer].setInt(position, (zero & 0xFFFF) | (range << 16));
+        }
+
+        float zero(int layer, int position) {
+            return Half.value((short) scales[layer].getInt(position));
+        }
+
+        float range(int layer, int position) {
+            return Half.value((short) (scales[layer].getInt(position) >>> 16));
         }
 
         boolean seen(int layer, int position) {
@@ -123,11 +140,13 @@ public final class KvQuantFormat implements KvStorageFormat {
         @Override
         public FormatState fork(SideMemory side) {
             OutlierStore[] k = new OutlierStore[keys.length], v = new OutlierStore[values.length];
+            SideArray[] sc = new SideArray[scales.length];
             for (int l = 0; l < keys.length; l++) {
                 k[l] = keys[l] == null ? null : keys[l].copyTo(side);
                 v[l] = values[l] == null ? null : values[l].copyTo(side);
+                sc[l] = scales[l].copyTo(side);
             }
-            return new KvQuantState(k, v, written.clone());
+            return new KvQuantState(k, v, sc, written.clone());
         }
     }
 
@@ -198,7 +217,7 @@ public final class KvQuantFormat implements KvStorageFormat {
     }
 
     /** The whole-vector encoding of one token, shared by the blocks of all its KV heads. */
-    private record TokenCodes(int[] keyCodes, int[] valueCodes, short zero, short range) {}
+    private record TokenCodes(int[] keyCodes, int[] valueCodes) {}
 
     /** KVQuant codes of one block, with {@code fp16Slots} leading sink slots in fp16. */
     static final class Codec extends AbstractBlockCodec {
@@ -210,7 +229,6 @@ public final class KvQuantFormat implements KvStorageFormat {
         private final int fp16Slots;
         private final int codeBytes;
         private final long valueCodesAt;
-        private final long scalesAt;
         private final long sinkAt;
         private final long bytes;
 
@@ -223,8 +241,7 @@ public final class KvQuantFormat implements KvStorageFormat {
             this.fp16Slots = fp16Slots;
             this.codeBytes = BitPacking.bytesFor(headDim, bits);
             this.valueCodesAt = (long) blockTokens * codeBytes;
-            this.scalesAt = valueCodesAt + (long) blockTokens * codeBytes;
-            this.sinkAt = scalesAt + 4L * blockTokens;
+            this.sinkAt = valueCodesAt + (long) blockTokens * codeBytes;
             this.bytes = sinkAt + 4L * headDim * fp16Slots;
         }
 
@@ -273,10 +290,12 @@ public final class KvQuantFormat implements KvStorageFormat {
             int layer = ctx.layer();
             int kvDim = rows.kvHeads() * headDim;
             TokenCodes codes = (TokenCodes) rows.memo(row);
-            if (codes == null && !state.seen(layer, pos)) {
+            // A whole token: a new position, or (head 0 first, every head present) a prefix fork
+            // re-appending after truncation. Anything else re-writes one head of a cached token.
+            if (codes == null && kvHead == 0 && (!state.seen(layer, pos) || !otherHeadsZero(rows, row))) {
                 state.wrote(layer, pos);
                 codes = encodeToken(rows.keysPreRope(), rows.rowOffset(row), rows.values(), rows.rowOffset(row), kvDim, layer,
-                        state.keys[layer], state.values[layer], pos);
+                        state, pos);
                 rows.setMemo(row, codes);
             }
             if (codes != null) {
@@ -285,24 +304,32 @@ public final class KvQuantFormat implements KvStorageFormat {
                     BitPacking.put(block, keyAt(slot), i, bits, codes.keyCodes[base + i]);
                     BitPacking.put(block, valueAt(slot), i, bits, codes.valueCodes[base + i]);
                 }
-                block.set(ValueLayout.JAVA_SHORT_UNALIGNED, scalesAt + 4L * slot, codes.zero);
-                block.set(ValueLayout.JAVA_SHORT_UNALIGNED, scalesAt + 4L * slot + 2, codes.range);
                 return;
+            }
+            if (!state.seen(layer, pos)) {
+                throw new IllegalStateException("kvquant: head " + kvHead + " of position " + pos + " written before head 0");
             }
             writeHead(block, slot, rows.keysPreRope(), off, rows.values(), off, kvHead, layer, state, pos);
             state.wrote(layer, pos);
         }
 
-        /** Encodes the whole token vector (all KV heads) and records its outliers. */
-        private TokenCodes encodeToken(float[] k, int kOff, float[] v, int vOff, int kvDim, int layer,
-                                       OutlierStore keyStore, OutlierStore valueStore, int pos) {
+        private boolean otherHeadsZero(KvRows rows, int row) {
+            int off = rows.rowOffset(row), n = rows.kvHeads() * headDim;
+            for (int i = headDim; i < n; i++) {
+                if (rows.keysPreRope()[off + i] != 0f || rows.values()[off + i] != 0f) return false;
+            }
+            return true;
+        }
+
+        /** Encodes the whole token vector (all KV heads); records its value scale and outliers. */
+        private TokenCodes encodeToken(float[] k, int kOff, float[] v, int vOff, int kvDim, int layer, KvQuantState state, int pos) {
             KvQuantCalibration.Outliers out = new KvQuantCalibration.Outliers(kvDim);
             byte[] keyRow = new byte[BitPacking.bytesFor(kvDim, bits)];
             cal.encodeKey(layer, k, kOff, keyRow, 0, out);
-            if (keyStore != null) keyStore.set(pos, out.channel, out.value, out.count);
+            if (state.keys[layer] != null) state.keys[layer].set(pos, out.channel, out.value, out.count);
             byte[] valueRow = new byte[cal.valueRowBytes()];
             cal.encodeValue(layer, v, vOff, valueRow, 0, out, new Integer[kvDim]);
-            if (valueStore != null) valueStore.set(pos, out.channel, out.value, out.count);
+            if (state.values[layer] != null) state.values[layer].set(pos, out.channel, out.value, out.count);
             int[] kc = new int[kvDim], vc = new int[kvDim];
             for (int c = 0; c < kvDim; c++) {
                 kc[c] = BitPacking.get(keyRow, 0, c, bits);
@@ -311,10 +338,11 @@ public final class KvQuantFormat implements KvStorageFormat {
             int s = cal.keyRowBytes();
             short zero = (short) ((valueRow[s] & 0xFF) | (valueRow[s + 1] << 8));
             short range = (short) ((valueRow[s + 2] & 0xFF) | (valueRow[s + 3] << 8));
-            return new TokenCodes(kc, vc, zero, range);
+            state.setScale(layer, pos, zero, range);
+            return new TokenCodes(kc, vc);
         }
 
-        /** One head re-written on its own: key codes against the calibrated channels, value stats over the head. */
+        /** One head re-written on its own: keys against the calibrated channels, values against the token's stored scale. */
         private void writeHead(MemorySegment block, int slot, float[] k, int kOff, float[] v, int vOff, int kvHead, int layer,
                                KvQuantState state, int pos) {
             int base = kvHead * headDim;
@@ -335,22 +363,12 @@ public final class KvQuantFormat implements KvStorageFormat {
                 BitPacking.put(block, keyAt(slot), i, bits, kb.encode(u));
             }
             if (sparse) state.keys[layer].set(pos, ch, val, n);
-            int perSide = Math.min(cal.config().valueOutliersPerSide(headDim), (headDim - 1) / 2);
-            boolean[] outlier = KvQuantCalibration.outlierMask(cal.config(), v, vOff, headDim, new Integer[headDim]);
-            if (perSide == 0) java.util.Arrays.fill(outlier, false);
-            float min = Float.POSITIVE_INFINITY, max = Float.NEGATIVE_INFINITY;
-            for (int i = 0; i < headDim; i++) {
-                if (outlier[i]) continue;
-                min = Math.min(min, v[vOff + i]);
-                max = Math.max(max, v[vOff + i]);
-            }
-            short zBits = Half.bits((max + min) / 2), rBits = Half.bits((max - min) / 2);
-            float z = Half.value(zBits), r = Half.value(rBits);
+            float z = state.zero(layer, pos), r = state.range(layer, pos);
             n = sparse ? state.values[layer].others(pos, base, base + headDim, ch, val) : 0;
             for (int i = 0; i < headDim; i++) {
                 float x = v[vOff + i];
                 float u = r > 0 ? (x - z) / r : 0f;
-                if (sparse && outlier[i]) {
+                if (sparse && (u > 1f || u < -1f || (r == 0 && x != z))) {
                     ch[n] = (short) (base + i);
                     val[n++] = Half.bits(x);
                     u = Math.max(-1f, Math.min(1f, u));
@@ -358,8 +376,6 @@ public final class KvQuantFormat implements KvStorageFormat {
                 BitPacking.put(block, valueAt(slot), i, bits, vb.encode(u));
             }
             if (sparse) state.values[layer].set(pos, ch, val, n);
-            block.set(ValueLayout.JAVA_SHORT_UNALIGNED, scalesAt + 4L * slot, zBits);
-            block.set(ValueLayout.JAVA_SHORT_UNALIGNED, scalesAt + 4L * slot + 2, rBits);
         }
 
         @Override
@@ -381,7 +397,6 @@ public final class KvQuantFormat implements KvStorageFormat {
         public void copySlot(MemorySegment src, int srcSlot, MemorySegment dst, int dstSlot) {
             MemorySegment.copy(src, keyAt(srcSlot), dst, keyAt(dstSlot), codeBytes);
             MemorySegment.copy(src, valueAt(srcSlot), dst, valueAt(dstSlot), codeBytes);
-            MemorySegment.copy(src, scalesAt + 4L * srcSlot, dst, scalesAt + 4L * dstSlot, 4);
             if (srcSlot < fp16Slots && dstSlot < fp16Slots) {
                 MemorySegment.copy(src, sinkKeyAt(srcSlot), dst, sinkKeyAt(dstSlot), 4L * headDim);
             }
@@ -411,11 +426,11 @@ public final class KvQuantFormat implements KvStorageFormat {
             }
             int layer = ctx.layer(), base = ctx.kvHead() * headDim;
             float[] table = cal.valueTable(layer);
-            float z = Half.value(block.get(ValueLayout.JAVA_SHORT_UNALIGNED, scalesAt + 4L * slot));
-            float r = Half.value(block.get(ValueLayout.JAVA_SHORT_UNALIGNED, scalesAt + 4L * slot + 2));
+            KvQuantState state = (KvQuantState) ctx.formatState();
+            float z = state.zero(layer, pos), r = state.range(layer, pos);
             long at = valueAt(slot);
             for (int i = 0; i < headDim; i++) dst[off + i] = r * table[BitPacking.get(block, at, i, bits)] + z;
-            OutlierStore store = ((KvQuantState) ctx.formatState()).values[layer];
+            OutlierStore store = state.values[layer];
             if (store != null) store.patch(pos, base, base + headDim, dst, off);
         }
 

@@ -78,10 +78,10 @@ class KvQuantTest {
         assertThat(valueOutliers).isEqualTo(2L * GEO.layers() * (tokens - 1));
         assertThat(keyOutliers).isPositive();
         long expected = GEO.layers() * (4L * c)                     // one fp16 sink token (K and V)
-                + (long) (tokens - 1) * cal.bytesPerToken()         // codes, value scales, sparse pointers
+                + (long) (tokens - 1) * cal.bytesPerToken()         // codes, value scales, sparse pointers and counts
                 + 4 * (keyOutliers + valueOutliers);                // 16-bit index + binary16 value each
         assertThat(kv.bytesHeld()).isEqualTo(expected);
-        assertThat(cal.bytesPerToken()).isEqualTo(GEO.layers() * (2L * BitPacking.bytesFor(c, bits) + 4 + 8));
+        assertThat(cal.bytesPerToken()).isEqualTo(GEO.layers() * (2L * BitPacking.bytesFor(c, bits) + 4 + 12));
     }
 
     @Test

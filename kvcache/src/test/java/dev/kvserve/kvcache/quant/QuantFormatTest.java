@@ -101,8 +101,8 @@ class QuantFormatTest {
             }
             KvQuantSequence ks = (KvQuantSequence) oracle;
             outliers = ks.keyOutliers() + ks.valueOutliers();
-            // Blocks: codes + per-head copies of the value scales (+ fp16 sink slots); side memory: the
-            // outlier stores, allocated in 128-element chunks.
+            // Blocks: codes (+ fp16 sink slots); side memory: per token the value scale and the
+            // outlier stores' pointer and count, per outlier 4 bytes, allocated in 128-element chunks.
             long blocks = 0;
             for (int l = 0; l < GEO.layers(); l++) {
                 for (int h = 0; h < GEO.kvHeads(); h++) {
@@ -112,13 +112,13 @@ class QuantFormatTest {
             int sinks = ((KvQuantCalibration) cal).config().sinks(), bits = ((KvQuantCalibration) cal).config().bits();
             int code = BitPacking.bytesFor(GEO.headDim(), bits);
             int nBlocks = (tokens + BLOCK - 1) / BLOCK;
-            long perBlock = BLOCK * (2L * code + 4);
+            long perBlock = BLOCK * 2L * code;
             long expectBlocks = (long) GEO.layers() * GEO.kvHeads() * (nBlocks * perBlock + 4L * GEO.headDim() * sinks);
             assertThat(blocks).isEqualTo(expectBlocks);
             long side = s.bytesHeld() - blocks;
             boolean sparse = ((KvQuantCalibration) cal).config().outliers() > 0;
-            long content = sparse ? 2L * GEO.layers() * 6L * (tokens - sinks) + 4 * outliers : 0;
-            assertThat(side).isBetween(content, content + 2L * GEO.layers() * (512 + 256));
+            long content = GEO.layers() * 4L * (tokens - sinks) + (sparse ? 2L * GEO.layers() * 6L * (tokens - sinks) + 4 * outliers : 0);
+            assertThat(side).isBetween(content, content + GEO.layers() * (512 + 2L * (512 + 256)));
         }
     }
 

@@ -4,8 +4,8 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * KVQuant's sparse outlier side store: per token a 32-bit start pointer, per outlier a 16-bit channel
- * index and a binary16 value (compressed-sparse rows keyed by token, append-only, in fixed blocks as
+ * KVQuant's sparse outlier side store: per token a 32-bit start pointer (and, as the paged format
+ * stores it, a 16-bit count), per outlier a 16-bit channel index and a binary16 value (compressed-sparse rows keyed by token, append-only, in fixed blocks as
  * the paper's pitfall list recommends instead of re-copying the array on every token).
  */
 final class SparseStore {
@@ -58,9 +58,9 @@ final class SparseStore {
         return entries;
     }
 
-    /** Paper accounting: 4-byte pointer per token, 2+2 bytes per outlier. */
+    /** 4-byte pointer and 2-byte count per token, 2+2 bytes per outlier. */
     long bytes() {
-        return 4L * tokens + 4L * entries;
+        return 6L * tokens + 4L * entries;
     }
 
     void clear() {
