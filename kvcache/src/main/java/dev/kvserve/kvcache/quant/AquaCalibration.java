@@ -18,8 +18,6 @@ public final class AquaCalibration implements Calibration {
     private final KvGeometry geometry;
     private final HiggsQuantizer quantizer;
     private final HiggsQuantizer firstQuantizer;
-    private final HiggsQuantizer head;
-    private final HiggsQuantizer firstHead;
     private final RidgeRegression.Fit[] keyPredictors;
     private final RidgeRegression.Fit[] valuePredictors;
 
@@ -48,26 +46,25 @@ public final class AquaCalibration implements Calibration {
         this.geometry = geometry;
         this.quantizer = new HiggsQuantizer(grid, c, group);
         this.firstQuantizer = firstGrid == null ? null : new HiggsQuantizer(firstGrid, c, group);
-        this.head = new HiggsQuantizer(grid, geometry.headDim(), group);
-        this.firstHead = firstGrid == null ? null : new HiggsQuantizer(firstGrid, geometry.headDim(), group);
         this.keyPredictors = keyPredictors;
         this.valuePredictors = valuePredictors;
     }
 
-    /** The Hadamard group for this model: within one KV head, a multiple of both grid dimensions. */
+    /**
+     * The Hadamard group for this model: the requested size (reference: 1024) capped at the largest
+     * power of two dividing {@code Hkv·d}, so that groups tile the whole key/value vector and may span
+     * heads, as in the reference. Grid pieces must not straddle two heads (the paged cache keeps each
+     * head's codes in its own blocks), so the head size must be a multiple of the grid dimension.
+     */
     static int hadamardGroup(AquaConfig config, KvGeometry geometry) {
-        int group = HiggsQuantizer.headGroup(config.group(), geometry.headDim());
+        int c = geometry.kvDim();
+        int group = Math.min(Integer.highestOneBit(config.group()), c & -c);
         int need = Math.max(config.gridDim(), config.firstBits() == 0 ? 1 : AquaConfig.FIRST_GRID_DIM);
-        if (group % need != 0) {
-            throw new IllegalArgumentException("aqua: heads of " + geometry.headDim() + " give a Hadamard group of " + group
-                    + ", not a multiple of the grid dimension " + need);
+        if (group % need != 0 || geometry.headDim() % need != 0) {
+            throw new IllegalArgumentException("aqua: grid dimension " + need + " must divide the Hadamard group (" + group
+                    + ") and the head size (" + geometry.headDim() + ")");
         }
         return group;
-    }
-
-    /** The residual quantizer of one KV head of {@code layer} (null: layer 0 kept in fp16). */
-    public HiggsQuantizer headQuantizer(int layer) {
-        return layer == 0 ? firstHead : head;
     }
 
     public AquaConfig config() {
@@ -126,12 +123,12 @@ public final class AquaCalibration implements Calibration {
     }
 
     /** Prediction of layer {@code l}'s keys from the previous layer's reconstructed keys (rows × kvDim). */
-    float[] predictKeys(int layer, float[] prevKeys, int rows) {
+    public float[] predictKeys(int layer, float[] prevKeys, int rows) {
         return applyRows(keyPredictors[layer], prevKeys, null, rows);
     }
 
     /** Prediction of layer {@code l}'s values from its reconstructed keys and the previous layer's values. */
-    float[] predictValues(int layer, float[] keys, float[] prevValues, int rows) {
+    public float[] predictValues(int layer, float[] keys, float[] prevValues, int rows) {
         return applyRows(valuePredictors[layer], keys, prevValues, rows);
     }
 

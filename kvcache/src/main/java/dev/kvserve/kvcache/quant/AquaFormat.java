@@ -109,25 +109,32 @@ public final class AquaFormat implements KvStorageFormat {
         };
     }
 
-    /** Bytes of one head's key (or value) codes and norms in {@code layer}. */
+    /** Bytes of one head's share of a key (or value) in a sealed block of {@code layer}: its codes, or fp16 values. */
     static int headBytes(AquaCalibration cal, int layer, int headDim) {
-        HiggsQuantizer q = cal.headQuantizer(layer);
-        return q == null ? 2 * headDim : q.bytesPerVector();
+        HiggsQuantizer q = cal.quantizer(layer);
+        return q == null ? 2 * headDim : BitPacking.bytesFor(headDim / q.grid().dim(), q.codeBits());
     }
 
     /**
-     * Per sequence: the codes of tokens not sealed yet (side memory, by position), the reconstructions
-     * of the step being written (previous layer → this layer), and the read-side reconstructions of the
-     * current and previous layer.
+     * Per sequence: the codes of tokens not sealed yet and the group norms of every token (side
+     * memory, by position), the reconstructions of the step being written (previous layer → this
+     * layer), and the read-side reconstructions of the current and previous layer.
+     *
+     * <p>A Hadamard group may span several heads, so a head's codes are a slice of the rotated vector
+     * and decode only together with the other heads' slices: {@link #beforeAttention} collects every
+     * head's codes of a layer (through the cache's normal reads, which hand the codes over), rotates
+     * back whole vectors, adds the predictions, and serves later reads of the layer from that result.
      */
     static final class AquaState implements FormatState {
+        private enum Phase { KEYS, VALUES, READY }
+
         private final AquaCalibration cal;
         private final KvGeometry geo;
-        private final SideMemory side;
         private final int prefix;
         private final int kvDim;
         private final int headDim;
         private final SideArray[] pending;
+        private final SideArray[] norms;
         private final int[] rowBytes;
         private final int[] written;
         // write side: reconstructions of the step's tokens, previous and current layer
@@ -136,28 +143,35 @@ public final class AquaFormat implements KvStorageFormat {
         private float[] writeK, writeV, prevWriteK, prevWriteV;
         // read side
         private int readLayer = -1;
-        private boolean readReady;
+        private Phase phase = Phase.READY;
         private float[] curK = new float[0], curV = new float[0], prevK = new float[0], prevV = new float[0];
+        private int[] stash = new int[0];
+        private boolean[] stashed = new boolean[0];
 
         AquaState(AquaCalibration cal, KvGeometry geo, SideMemory side, int prefix) {
             this.cal = cal;
             this.geo = geo;
-            this.side = side;
             this.prefix = prefix;
             this.kvDim = geo.kvDim();
             this.headDim = geo.headDim();
             this.pending = new SideArray[geo.layers()];
+            this.norms = new SideArray[geo.layers()];
             this.rowBytes = new int[geo.layers()];
             this.written = new int[geo.layers()];
             for (int l = 0; l < geo.layers(); l++) {
                 rowBytes[l] = 2 * geo.kvHeads() * headBytes(cal, l, headDim);
                 pending[l] = new SideArray(side, rowBytes[l]);
+                HiggsQuantizer q = cal.quantizer(l);
+                norms[l] = q == null ? null : new SideArray(side, 4 * q.groups());
             }
         }
 
         private AquaState(AquaState src, SideMemory side) {
             this(src.cal, src.geo, side, src.prefix);
-            for (int l = 0; l < geo.layers(); l++) pending[l] = src.pending[l].copyTo(side);
+            for (int l = 0; l < geo.layers(); l++) {
+                pending[l] = src.pending[l].copyTo(side);
+                if (src.norms[l] != null) norms[l] = src.norms[l].copyTo(side);
+            }
             System.arraycopy(src.written, 0, written, 0, written.length);
             writeLayer = src.writeLayer;
             writeFirst = src.writeFirst;
@@ -172,7 +186,7 @@ public final class AquaFormat implements KvStorageFormat {
             return new AquaState(this, side);
         }
 
-        /** Encodes a whole token of {@code layer} (all heads) into its pending codes; keeps its reconstruction. */
+        /** Encodes a whole token of {@code layer} (all heads) into its pending codes and norms; keeps its reconstruction. */
         void encodeToken(KvRows rows, int row, int layer) {
             int pos = rows.position(row);
             // A prefix fork re-appends after truncation: pending codes at and after pos are stale.
@@ -190,14 +204,15 @@ public final class AquaFormat implements KvStorageFormat {
                 throw new IllegalStateException("AQUA-KV cannot re-append position " + pos + " of layer " + layer
                         + ": its block was already sealed (a fork inside the compressed part of a sequence)", e);
             }
-            encode(layer, k, off, predK, dst, 0, writeK, r * kvDim);
+            MemorySegment groupNorms = norms[layer] == null ? null : norms[layer].element(pos);
+            encode(layer, k, off, predK, dst, 0, groupNorms, 0, writeK, r * kvDim);
             if (layer > 0) {
                 float[] in = new float[2 * kvDim];
                 System.arraycopy(writeK, r * kvDim, in, 0, kvDim);
                 System.arraycopy(prevWriteV, r * kvDim, in, kvDim, kvDim);
                 cal.valuePredictor(layer).apply(in, 0, predV, 0);
             }
-            encode(layer, v, off, predV, dst, rowBytes[layer] / 2, writeV, r * kvDim);
+            encode(layer, v, off, predV, dst, rowBytes[layer] / 2, groupNorms, 1, writeV, r * kvDim);
         }
 
         private void startWrite(KvRows rows, int layer) {
@@ -213,30 +228,37 @@ public final class AquaFormat implements KvStorageFormat {
             writeFirst = rows.firstPosition();
         }
 
-        /** Codes of (x − prediction) per head into dst[at..], reconstruction into rec[recOff..]. */
-        private void encode(int layer, float[] x, int off, float[] pred, MemorySegment dst, long at, float[] rec, int recOff) {
-            HiggsQuantizer q = cal.headQuantizer(layer);
+        /**
+         * Codes of (x − prediction) into dst[at..], one slice per head; group norms into
+         * normsDst (part 0 keys, 1 values); the reconstruction into rec[recOff..].
+         */
+        private void encode(int layer, float[] x, int off, float[] pred, MemorySegment dst, long at,
+                            MemorySegment normsDst, int part, float[] rec, int recOff) {
+            HiggsQuantizer q = cal.quantizer(layer);
             int hb = headBytes(cal, layer, headDim);
-            float[] res = new float[headDim], back = new float[headDim];
-            for (int h = 0; h < geo.kvHeads(); h++) {
-                long o = at + (long) h * hb;
-                int base = h * headDim;
-                if (q == null) {
-                    for (int i = 0; i < headDim; i++) {
-                        short bits = Half.bits(x[off + base + i]);
-                        dst.set(ValueLayout.JAVA_SHORT_UNALIGNED, o + 2L * i, bits);
-                        rec[recOff + base + i] = Half.value(bits);
-                    }
-                    continue;
+            if (q == null) {
+                for (int i = 0; i < kvDim; i++) {
+                    short bits = Half.bits(x[off + i]);
+                    dst.set(ValueLayout.JAVA_SHORT_UNALIGNED, at + 2L * i, bits);
+                    rec[recOff + i] = Half.value(bits);
                 }
-                for (int i = 0; i < headDim; i++) res[i] = x[off + base + i] - pred[base + i];
-                int[] codes = new int[q.codes()];
-                short[] norms = new short[q.groups()];
-                q.quantize(res, 0, codes, norms);
-                writeCodes(q, codes, norms, dst, o);
-                q.dequantize(codes, norms, back, 0);
-                for (int i = 0; i < headDim; i++) rec[recOff + base + i] = pred[base + i] + back[i];
+                return;
             }
+            float[] res = new float[kvDim];
+            for (int i = 0; i < kvDim; i++) res[i] = x[off + i] - pred[i];
+            int[] codes = new int[q.codes()];
+            short[] groupNorms = new short[q.groups()];
+            q.quantize(res, 0, codes, groupNorms);
+            int perHead = headDim / q.grid().dim();
+            for (int h = 0; h < geo.kvHeads(); h++) {
+                for (int i = 0; i < perHead; i++) BitPacking.put(dst, at + (long) h * hb, i, q.codeBits(), codes[h * perHead + i]);
+            }
+            for (int g = 0; g < groupNorms.length; g++) {
+                normsDst.set(ValueLayout.JAVA_SHORT_UNALIGNED, 2L * (part * groupNorms.length + g), groupNorms[g]);
+            }
+            float[] back = new float[kvDim];
+            q.dequantize(codes, groupNorms, back, 0);
+            for (int i = 0; i < kvDim; i++) rec[recOff + i] = pred[i] + back[i];
         }
 
         /** Pending codes of one head (key: part 0, value: part 1) of a token, copied into a sealed block. */
@@ -256,7 +278,7 @@ public final class AquaFormat implements KvStorageFormat {
 
         @Override
         public void beforeAttention(int layer, LayerKv kv) {
-            if (layer > 0 && !(readLayer == layer - 1 && readReady)) {
+            if (layer > 0 && !(readLayer == layer - 1 && phase == Phase.READY)) {
                 throw new IllegalStateException("AQUA-KV reads layers in order within a step: layer " + layer
                         + " before layer " + (layer - 1));
             }
@@ -270,115 +292,104 @@ public final class AquaFormat implements KvStorageFormat {
             curK = oldK.length >= n * kvDim ? oldK : new float[n * kvDim];
             curV = oldV.length >= n * kvDim ? oldV : new float[n * kvDim];
             readLayer = layer;
-            readReady = false;
-            float[] tmp = new float[headDim];
-            // Keys of every head first: the value predictor reads the whole reconstructed key.
-            for (int h = 0; h < geo.kvHeads(); h++) {
-                for (int s = 0; s < kv.slots(h); s++) {
-                    int p = kv.position(h, s);
-                    if (p < 0) continue;
-                    kv.readKeyPreRope(h, s, tmp, 0);
-                    System.arraycopy(tmp, 0, curK, p * kvDim + h * headDim, headDim);
-                }
-            }
-            keysReady = true;
-            for (int h = 0; h < geo.kvHeads(); h++) {
-                for (int s = 0; s < kv.slots(h); s++) {
-                    int p = kv.position(h, s);
-                    if (p < 0) continue;
-                    kv.readValue(h, s, tmp, 0);
-                    System.arraycopy(tmp, 0, curV, p * kvDim + h * headDim, headDim);
-                }
-            }
-            keysReady = false;
-            readReady = true;
+            rebuild(kv, layer, n, Phase.KEYS, curK);
+            rebuild(kv, layer, n, Phase.VALUES, curV);
+            phase = Phase.READY;
         }
 
-        private boolean keysReady;
+        /**
+         * Reads every live slot of the layer: fp16 slots decode directly; sealed slots hand their codes
+         * to {@link #stash}. Then each stashed token is rotated back whole and its prediction added.
+         */
+        private void rebuild(LayerKv kv, int layer, int n, Phase what, float[] out) {
+            HiggsQuantizer q = cal.quantizer(layer);
+            int codes = q == null ? 0 : q.codes();
+            if (stash.length < n * codes) stash = new int[n * codes];
+            if (stashed.length < n) stashed = new boolean[n];
+            java.util.Arrays.fill(stashed, 0, n, false);
+            phase = what;
+            float[] tmp = new float[headDim];
+            for (int h = 0; h < geo.kvHeads(); h++) {
+                for (int s = 0; s < kv.slots(h); s++) {
+                    int p = kv.position(h, s);
+                    if (p < 0) continue;
+                    if (what == Phase.KEYS) kv.readKeyPreRope(h, s, tmp, 0);
+                    else kv.readValue(h, s, tmp, 0);
+                    if (!stashed[p]) System.arraycopy(tmp, 0, out, p * kvDim + h * headDim, headDim);
+                }
+            }
+            int groups = q == null ? 0 : q.groups();
+            int[] tokenCodes = new int[codes];
+            short[] groupNorms = new short[groups];
+            float[] in = new float[2 * kvDim];
+            for (int p = 0; p < n; p++) {
+                if (!stashed[p]) continue;
+                int o = p * kvDim;
+                if (layer == 0) {
+                    java.util.Arrays.fill(out, o, o + kvDim, 0f);
+                } else if (what == Phase.KEYS) {
+                    cal.keyPredictor(layer).apply(prevK, o, out, o);
+                } else {
+                    System.arraycopy(curK, o, in, 0, kvDim);
+                    System.arraycopy(prevV, o, in, kvDim, kvDim);
+                    cal.valuePredictor(layer).apply(in, 0, out, o);
+                }
+                float[] res = new float[kvDim];
+                if (q == null) {
+                    System.arraycopy(stashHalf, o, res, 0, kvDim);
+                } else {
+                    System.arraycopy(stash, p * codes, tokenCodes, 0, codes);
+                    MemorySegment nm = norms[layer].element(p);
+                    int part = what == Phase.KEYS ? 0 : 1;
+                    for (int g = 0; g < groups; g++) groupNorms[g] = nm.get(ValueLayout.JAVA_SHORT_UNALIGNED, 2L * (part * groups + g));
+                    q.dequantize(tokenCodes, groupNorms, res, 0);
+                }
+                for (int i = 0; i < kvDim; i++) out[o + i] += res[i];
+            }
+        }
 
-        /** Reconstruction of a sealed slot's key: cached after beforeAttention, else prediction + residual. */
-        void decodeKey(int layer, int position, int kvHead, MemorySegment block, long at, float[] dst, int off) {
-            if (readLayer == layer && (readReady || keysReady)) {
-                System.arraycopy(curK, position * kvDim + kvHead * headDim, dst, off, headDim);
+        private float[] stashHalf = new float[0];
+
+        /** A sealed slot's codes (or fp16 residuals of an fp16 first layer), handed over during {@link #rebuild}. */
+        void stash(int layer, int position, int kvHead, MemorySegment block, long at) {
+            HiggsQuantizer q = cal.quantizer(layer);
+            stashed[position] = true;
+            if (q == null) {
+                if (stashHalf.length < stashed.length * kvDim) stashHalf = new float[stashed.length * kvDim];
+                for (int i = 0; i < headDim; i++) {
+                    stashHalf[position * kvDim + kvHead * headDim + i] = Half.value(block.get(ValueLayout.JAVA_SHORT_UNALIGNED, at + 2L * i));
+                }
                 return;
             }
-            if (layer > 0) {
-                cal.keyPredictor(layer).applyRows(previousKeys(layer, position), position * kvDim, kvHead * headDim, headDim, dst, off);
-            } else {
-                java.util.Arrays.fill(dst, off, off + headDim, 0f);
-            }
-            addResidual(layer, block, at, dst, off);
+            int perHead = headDim / q.grid().dim();
+            for (int i = 0; i < perHead; i++) stash[position * q.codes() + kvHead * perHead + i] = BitPacking.get(block, at, i, q.codeBits());
+        }
+
+        /** Key of a sealed slot: the rebuilt value, or its codes handed over while the layer is being rebuilt. */
+        void decodeKey(int layer, int position, int kvHead, MemorySegment block, long at, float[] dst, int off) {
+            decode(layer, position, kvHead, block, at, dst, off, Phase.KEYS, curK);
         }
 
         void decodeValue(int layer, int position, int kvHead, MemorySegment block, long at, float[] dst, int off) {
-            if (readLayer == layer && readReady) {
-                System.arraycopy(curV, position * kvDim + kvHead * headDim, dst, off, headDim);
+            decode(layer, position, kvHead, block, at, dst, off, Phase.VALUES, curV);
+        }
+
+        private void decode(int layer, int position, int kvHead, MemorySegment block, long at, float[] dst, int off,
+                            Phase what, float[] rebuilt) {
+            if (readLayer == layer && (phase == Phase.READY || (what == Phase.KEYS && phase == Phase.VALUES))) {
+                System.arraycopy(rebuilt, position * kvDim + kvHead * headDim, dst, off, headDim);
                 return;
             }
-            if (layer > 0) {
-                if (!(readLayer == layer && keysReady)) {
-                    throw new IllegalStateException("AQUA-KV value of layer " + layer + " read before the layer's keys were rebuilt"
-                            + " (attention reads layers in order)");
-                }
-                float[] prev = previousValues(layer, position);
-                float[] in = new float[2 * kvDim];
-                System.arraycopy(curK, position * kvDim, in, 0, kvDim);
-                System.arraycopy(prev, position * kvDim, in, kvDim, kvDim);
-                cal.valuePredictor(layer).applyRows(in, 0, kvHead * headDim, headDim, dst, off);
-            } else {
+            if (readLayer == layer && phase == what) {
+                stash(layer, position, kvHead, block, at);
                 java.util.Arrays.fill(dst, off, off + headDim, 0f);
-            }
-            addResidual(layer, block, at, dst, off);
-        }
-
-        /** Layer l−1's reconstructed keys: the held previous layer while l is being rebuilt, or the current one. */
-        private float[] previousKeys(int layer, int position) {
-            return previous(layer, position, prevK, curK);
-        }
-
-        private float[] previousValues(int layer, int position) {
-            return previous(layer, position, prevV, curV);
-        }
-
-        private float[] previous(int layer, int position, float[] prev, float[] cur) {
-            float[] src = null;
-            if (readLayer == layer && !readReady) src = prev;
-            else if (readLayer == layer - 1 && readReady) src = cur;
-            if (src == null || (position + 1) * kvDim > src.length) {
-                throw new IllegalStateException("AQUA-KV decodes layer " + layer + " only right after layer " + (layer - 1)
-                        + " of the same step (attention reads layers in order)");
-            }
-            return src;
-        }
-
-        private void addResidual(int layer, MemorySegment block, long at, float[] dst, int off) {
-            HiggsQuantizer q = cal.headQuantizer(layer);
-            if (q == null) {
-                for (int i = 0; i < headDim; i++) dst[off + i] += Half.value(block.get(ValueLayout.JAVA_SHORT_UNALIGNED, at + 2L * i));
                 return;
             }
-            int[] codes = new int[q.codes()];
-            short[] norms = new short[q.groups()];
-            readCodes(q, block, at, codes, norms);
-            float[] res = new float[headDim];
-            q.dequantize(codes, norms, res, 0);
-            for (int i = 0; i < headDim; i++) dst[off + i] += res[i];
+            throw new IllegalStateException("AQUA-KV decodes layer " + layer + " only right after the attention of the same step"
+                    + " has rebuilt it (layers are read in order)");
         }
     }
 
-    static void writeCodes(HiggsQuantizer q, int[] codes, short[] norms, MemorySegment dst, long at) {
-        int bits = q.grid().codeBits();
-        int codeBytes = BitPacking.bytesFor(q.codes(), bits);
-        for (int i = 0; i < codes.length; i++) BitPacking.put(dst, at, i, bits, codes[i]);
-        for (int g = 0; g < norms.length; g++) dst.set(ValueLayout.JAVA_SHORT_UNALIGNED, at + codeBytes + 2L * g, norms[g]);
-    }
-
-    static void readCodes(HiggsQuantizer q, MemorySegment src, long at, int[] codes, short[] norms) {
-        int bits = q.grid().codeBits();
-        int codeBytes = BitPacking.bytesFor(q.codes(), bits);
-        for (int i = 0; i < codes.length; i++) codes[i] = BitPacking.get(src, at, i, bits);
-        for (int g = 0; g < norms.length; g++) norms[g] = src.get(ValueLayout.JAVA_SHORT_UNALIGNED, at + codeBytes + 2L * g);
-    }
 
     /** The fp16 buffer a token waits in before its block is sealed; encodes its AQUA codes on write. */
     static final class BufferCodec extends AbstractBlockCodec {

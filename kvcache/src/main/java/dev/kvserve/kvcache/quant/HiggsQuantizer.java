@@ -8,8 +8,7 @@ package dev.kvserve.kvcache.quant;
  * by {@code s} and applies {@code H/group} (H·H = group·I), then drops the padding.
  *
  * <p>Stored per vector: {@code log2(size)} bits per {@code dim} values and one binary16 norm per group.
- * The reference's group is 1024 values of the whole {@code Hkv·d} vector; here groups never span two
- * KV heads ({@link #headGroup}), so that the paged cache can keep each head's codes in its own blocks.
+ * Codes are ordered by position in the rotated vector: group by group, piece by piece.
  */
 public final class HiggsQuantizer {
 
@@ -32,14 +31,6 @@ public final class HiggsQuantizer {
         this.codesPerGroup = group / grid.dim();
     }
 
-    /**
-     * The Hadamard group used for heads of {@code headDim} when {@code requested} is asked for: the
-     * largest power of two that divides the head and does not exceed the request.
-     */
-    public static int headGroup(int requested, int headDim) {
-        return Math.min(Integer.highestOneBit(requested), headDim & -headDim);
-    }
-
     public GaussianGrid grid() {
         return grid;
     }
@@ -58,6 +49,11 @@ public final class HiggsQuantizer {
 
     public int codes() {
         return groups * codesPerGroup;
+    }
+
+    /** Bits of one code. */
+    public int codeBits() {
+        return grid.codeBits();
     }
 
     /** Exact stored bytes of one quantized vector: packed codes plus a binary16 norm per group. */

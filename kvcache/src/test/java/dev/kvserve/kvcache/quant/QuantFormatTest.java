@@ -220,8 +220,8 @@ class QuantFormatTest {
                 }
             }
             // Layers are rebuilt in order: reading an earlier layer now is refused, not answered wrongly
-            // (layer 0 has no predictor and always decodes).
-            assertThatThrownBy(() -> read(s, 1, tokens)).hasMessageContaining("layers in order");
+            // (a head of a sealed token only decodes together with the other heads, in that rebuild).
+            assertThatThrownBy(() -> read(s, 1, tokens)).hasMessageContaining("layers are read in order");
             long sealedTokens = 0;
             for (int t = prefix; t < tokens; t++) if ((t / BLOCK + 1) * BLOCK - 1 <= tokens - 1 - buffer) sealedTokens++;
             assertThat(sealedTokens).isPositive();
