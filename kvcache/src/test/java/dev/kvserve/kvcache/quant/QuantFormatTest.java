@@ -271,6 +271,50 @@ class QuantFormatTest {
     }
 
     @Test
+    void rewritingOneHeadReEncodesItAgainstTheTokensScaleAndLeavesTheOthers() throws Exception {
+        String file = calibrate("kvquant", "bits=4");
+        KvQuantCalibration cal = (KvQuantCalibration) CalibrationCache.load(file, QuantMethod.KVQUANT).calibration();
+        int tokens = 12, c = GEO.kvDim(), d = GEO.headDim();
+        float[][][] seq = Fixtures.sequence(GEO, tokens, 75, true);
+        try (KvCacheManager m = new KvCacheManager(GEO, 64L << 20, BLOCK); PagedSequence s = m.open("kvquant:calib=" + file)) {
+            append(s, seq, 0, tokens, false);
+            float[][] before = read(s, 1, tokens);
+            int pos = 7, head = 1;
+            LayerKv kv = s.layer(1);
+            int slot = -1;
+            for (int i = 0; i < kv.slots(head); i++) if (kv.position(head, i) == pos) slot = i;
+            // The merged key/value: the average of tokens 6 and 7 (what D2O-style merging writes), plus a spike.
+            float[] key = new float[d], value = new float[d];
+            for (int i = 0; i < d; i++) {
+                key[i] = (seq[0][1][6 * c + head * d + i] + seq[0][1][7 * c + head * d + i]) / 2;
+                value[i] = (seq[1][1][6 * c + head * d + i] + seq[1][1][7 * c + head * d + i]) / 2;
+            }
+            value[3] = 40f;
+            RopeTable rope = new RopeTable(GEO.rope(), d);
+            float[] post = key.clone();
+            rope.rotate(post, 0, pos);
+            kv.rewrite(head, slot, post, 0, value, 0);
+            float[][] after = read(s, 1, tokens);
+            float[] range = cal.keyRange(1);
+            for (int t = 0; t < tokens; t++) {
+                for (int i = 0; i < c; i++) {
+                    int o = t * c + i;
+                    boolean rewritten = t == pos && i / d == head;
+                    if (!rewritten) {
+                        assertThat(after[0][o]).isEqualTo(before[0][o]);
+                        assertThat(after[1][o]).isEqualTo(before[1][o]);
+                    } else {
+                        int j = i - head * d;
+                        assertThat((double) after[0][o]).isCloseTo(key[j], offset(range[i] * 0.3 + 1e-3));
+                    }
+                }
+            }
+            // The spike is far outside the token's value range: kept exactly as an outlier.
+            assertThat(after[1][pos * c + head * d + 3]).isEqualTo(40f);
+        }
+    }
+
+    @Test
     void forksCopyTheOutlierStores() throws Exception {
         String file = calibrate("kvquant", "bits=4");
         int tokens = 20;
