@@ -14,6 +14,9 @@ import dev.kvserve.kvcache.evict.KeyWindow;
 import dev.kvserve.kvcache.format.BlockCodec;
 import dev.kvserve.kvcache.format.BlockContext;
 import dev.kvserve.kvcache.select.Selection;
+import dev.kvserve.kvcache.tier.AttentionOffload;
+import dev.kvserve.kvcache.tier.PartialAttention;
+import java.util.concurrent.CompletableFuture;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
@@ -177,6 +180,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         final PagedSequence seq;
         QueryRows queries;
         Selection selection;
+        AttentionOffload offload;
         KeyWindow window;
         int weightsFrom;
         boolean endsPrompt;
@@ -218,6 +222,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             queries = new QueryRows(qa, n, start, heads, d);
             selection = seq.beforeAttention(layer, queries);
             window = seq.keyWindow();
+            offload = seq.attentionOffload();
             weightsFrom = seq.attentionWeightsFrom(layer, start, n, endsPrompt);
             result = new float[n * heads * d];
             if (weightsFrom <= start + n - 1) {
@@ -262,6 +267,8 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             }
             BlockTable table = seq.table(layer, kvHead);
             int bt = table.blockTokens();
+            // blocks held by a computational-storage tier: their partial attention runs there, overlapped with ours
+            CompletableFuture<PartialAttention> remote = offloadedPartial(kvHead, table, slots, qb, qpos, nq);
             float[] m = new float[nq];
             float[] l = new float[nq];
             float[] acc = new float[nq * d];
@@ -286,6 +293,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
                     to = Math.min(to, slots[cursor - 1] - b * bt + 1);
                     if (from >= to) continue;
                 }
+                if (!block.resident()) continue;
                 int n = to - from;
                 if (!scoreBlock(block, from, to, qb, qSink, nq, qpos, scores, sinkScores, chosen, ctx, kvHead)) continue;
                 for (int i = 0; i < nq; i++) {
@@ -306,6 +314,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
                 }
                 block.codec().addValues(block.segment(), from, to, scores, n, nq, acc, 0, d, ctx);
             }
+            if (remote != null) PartialAttention.mergeInto(m, l, acc, join(remote), d);
             for (int i = 0; i < nq; i++) {
                 int r = i / gn, j = i % gn;
                 int dst = ((r0 + r) * heads + kvHead * g + g0 + j) * d;
@@ -314,6 +323,47 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             }
             if (weightSums != null) {
                 sumWeights(kvHead, g0, gn, table, slots, qb, qSink, nq, qpos, m, l, ctx);
+            }
+        }
+
+        /** Starts partial attention over the selected non-resident blocks on the tier's device, or null if there are none. */
+        CompletableFuture<PartialAttention> offloadedPartial(int kvHead, BlockTable table, int[] slots, float[] qb, int[] qpos, int nq) {
+            int bt = table.blockTokens();
+            List<AttentionOffload.BlockRef> refs = null;
+            int cursor = 0;
+            for (int b = 0; b < table.blockCount(); b++) {
+                Block block = table.block(b);
+                boolean[] mask = null;
+                if (slots != null) {
+                    while (cursor < slots.length && slots[cursor] < b * bt) cursor++;
+                    int c0 = cursor;
+                    while (cursor < slots.length && slots[cursor] < (b + 1) * bt) cursor++;
+                    if (c0 == cursor) continue;
+                    mask = new boolean[bt];
+                    for (int c = c0; c < cursor; c++) mask[slots[c] - b * bt] = true;
+                }
+                if (block.resident()) continue;
+                if (offload == null) throw new IllegalStateException("attention reached a block that is not resident and the tier cannot attend over it");
+                if (window != null || weightSums != null) {
+                    throw new UnsupportedOperationException("computational-storage attention does not combine with key windows or attention-weight eviction");
+                }
+                if (refs == null) refs = new ArrayList<>();
+                refs.add(new AttentionOffload.BlockRef(block.stored(), block.codec(), block.positions().clone(), mask));
+            }
+            if (refs == null) return null;
+            return offload.attend(new AttentionOffload.Request(layer, kvHead, geometry.headDim(), qb.clone(), qpos.clone(),
+                    seq.formatState(), rope, refs));
+        }
+
+        private PartialAttention join(CompletableFuture<PartialAttention> f) {
+            try {
+                return f.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted waiting for offloaded attention", e);
+            } catch (ExecutionException e) {
+                if (e.getCause() instanceof RuntimeException re) throw re;
+                throw new IllegalStateException(e.getCause());
             }
         }
 

@@ -47,6 +47,8 @@ class PolicyHooksTest {
         if (PolicyRegistry.all().stream().noneMatch(d -> d.name().equals("testpick"))) {
             PolicyRegistry.register(new MethodDef("testpick", ComponentKind.SELECTION, "random subset (test)",
                     List.of(ParamSpec.ofDouble("keep", 0.5, 0, 1), ParamSpec.ofBoolean("shared", false)), RandomPick::new));
+            PolicyRegistry.register(new MethodDef("testpre", ComponentKind.FORMAT, "fp32 keys stored before RoPE (test)",
+                    List.of(), PreRopeFp32::new));
             PolicyRegistry.register(new MethodDef("testweights", ComponentKind.EVICTION, "records attention weights (test)",
                     List.of(ParamSpec.ofInt("from", 0, 0, Integer.MAX_VALUE)), WeightRecorder::new));
         }
@@ -85,6 +87,44 @@ class PolicyHooksTest {
                     return this;
                 }
             };
+        }
+    }
+
+    /** fp32 with keys stored before RoPE: attention rotates them on read (the KVQuant / AQUA-KV path). */
+    record PreRopeFp32(Params params) implements dev.kvserve.kvcache.format.KvStorageFormat {
+        @Override
+        public dev.kvserve.kvcache.format.FormatBinding bind(KvGeometry geometry, int blockTokens) {
+            var codec = new dev.kvserve.kvcache.format.FullPrecisionFormat.Fp32Codec(geometry.headDim(), blockTokens,
+                    dev.kvserve.kvcache.format.KeyFrame.PRE_ROPE);
+            return new dev.kvserve.kvcache.format.FormatBinding() {
+                public KvGeometry geometry() { return geometry; }
+                public int blockTokens() { return blockTokens; }
+                public dev.kvserve.kvcache.format.BlockCodec appendCodec(int layer, int firstPosition) { return codec; }
+            };
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {"testpre | 4", "testpre+sink:sinks=3,window=7 | 4", "testpre+testpick:keep=0.5,shared=true | 16"})
+    void keysStoredBeforeRopeAreRotatedOnRead(String spec, int blockTokens) {
+        try (Harness h = new Harness(G, 16 << 20, blockTokens, 2, 17)) {
+            Harness.Seq s = h.open(spec);
+            for (int step = 0; step < 12; step++) {
+                Harness.StepResult r = h.stepPerLayer(List.of(s), new int[] {step == 0 ? 19 : 1}, null,
+                        layer -> spec.contains("testpick") ? (head, qp, kp) -> CHOSEN.get(layer + "/" + head).contains(kp) : null);
+                for (int l = 0; l < G.layers(); l++) {
+                    assertThat(Harness.maxAbsDiff(r.paged()[l], r.reference()[l])).as("step %d layer %d", step, l).isLessThan(2e-5);
+                }
+            }
+            // hooks see keys in both frames
+            LayerKv kv = s.cache.layer(1);
+            float[] post = new float[G.headDim()], pre = new float[G.headDim()];
+            int slot = kv.slots(0) - 1, p = kv.position(0, slot);
+            kv.readKey(0, slot, post, 0);
+            kv.readKeyPreRope(0, slot, pre, 0);
+            for (int c = 0; c < G.headDim(); c++) assertThat(pre[c]).isEqualTo(s.keys[1][p * G.kvDim() + c]);
+            h.manager.rope().rotate(pre, 0, p);
+            assertThat(pre).containsExactly(post);
         }
     }
 

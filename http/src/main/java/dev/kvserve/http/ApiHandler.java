@@ -162,25 +162,32 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
         byte[] body = ByteBufUtil.getBytes(request.content());
         Function<byte[], CallPlanner.Plan> plan = path.equals(CHAT) ? planner::chat : planner::completion;
         Channel channel = ctx.channel();
+        // Counted from here so that a graceful shutdown also waits for requests still being prepared.
+        server.preparing();
         try {
             server.prep.execute(() -> {
-                CompletionCall call;
                 try {
-                    CallPlanner.Plan p = plan.apply(body);
-                    call = new CompletionCall(p.api(), channel, server, p.envelope(), p.stream(), p.includeUsage(),
-                            p.wantLogprobs(), p.promptTokens(), p.choices(), version, keepAlive, path, this);
-                } catch (ApiException e) {
-                    ctx.executor().execute(() -> respond(errorResponse(e, version), keepAlive, path));
-                    return;
-                } catch (RuntimeException e) {
-                    LOG.log(Level.WARNING, "unexpected failure planning " + path, e);
-                    ctx.executor().execute(() -> respond(errorResponse(internal(e), version), false, path));
-                    return;
+                    CompletionCall call;
+                    try {
+                        CallPlanner.Plan p = plan.apply(body);
+                        call = new CompletionCall(p.api(), channel, server, p.envelope(), p.stream(), p.includeUsage(),
+                                p.wantLogprobs(), p.promptTokens(), p.choices(), version, keepAlive, path, this);
+                    } catch (ApiException e) {
+                        ctx.executor().execute(() -> respond(errorResponse(e, version), keepAlive, path));
+                        return;
+                    } catch (RuntimeException e) {
+                        LOG.log(Level.WARNING, "unexpected failure planning " + path, e);
+                        ctx.executor().execute(() -> respond(errorResponse(internal(e), version), false, path));
+                        return;
+                    }
+                    ctx.executor().execute(() -> current = call);
+                    call.start();
+                } finally {
+                    server.prepared();
                 }
-                ctx.executor().execute(() -> current = call);
-                call.start();
             });
         } catch (RejectedExecutionException e) {
+            server.prepared();
             throw ApiException.overloaded("the server is shutting down");
         }
     }

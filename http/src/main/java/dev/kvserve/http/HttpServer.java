@@ -116,7 +116,7 @@ public final class HttpServer implements AutoCloseable {
         boolean finished = awaitCalls(deadline);
         if (!finished) {
             int left = state.calls.size();
-            LOG.info("shutdown: cancelling " + left + " request(s) still running after " + grace.toSeconds() + "s");
+            Logging.line("INFO", "cancelling " + left + " request(s) still running after " + grace.toSeconds() + "s");
             for (CompletionCall call : List.copyOf(state.calls)) call.cancel();
             // Cancelled generations end at the engine's next step; give their last chunks a moment.
             awaitCalls(System.nanoTime() + TimeUnit.SECONDS.toNanos(5));

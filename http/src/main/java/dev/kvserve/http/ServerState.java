@@ -20,6 +20,21 @@ final class ServerState {
     final Set<CompletionCall> calls = ConcurrentHashMap.newKeySet();
     final String systemFingerprint;
     volatile boolean draining;
+    /** Generation requests received but not yet handed to a call (being parsed and tokenized). */
+    private int preparing;
+
+    void preparing() {
+        synchronized (calls) {
+            preparing++;
+        }
+    }
+
+    void prepared() {
+        synchronized (calls) {
+            preparing--;
+            calls.notifyAll();
+        }
+    }
 
     void callStarted(CompletionCall call) {
         calls.add(call);
@@ -33,10 +48,10 @@ final class ServerState {
         }
     }
 
-    /** Waits until no generation request is in flight or the deadline passes; true when none is. */
+    /** Waits until no generation request is being prepared or answered, or the deadline passes; true when none is. */
     boolean awaitNoCalls(long deadlineNanos) throws InterruptedException {
         synchronized (calls) {
-            while (!calls.isEmpty()) {
+            while (!calls.isEmpty() || preparing > 0) {
                 long leftMillis = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(deadlineNanos - System.nanoTime());
                 if (leftMillis <= 0) return false;
                 calls.wait(leftMillis);

@@ -52,6 +52,17 @@ class HttpStreamingTest {
         return seen.toString(StandardCharsets.UTF_8);
     }
 
+    /** Reads until {@code frames} SSE data frames have arrived. */
+    static void readFrames(InputStream in, int frames) throws IOException {
+        StringBuilder raw = new StringBuilder();
+        byte[] buf = new byte[4096];
+        while (raw.toString().split("data: ", -1).length - 1 < frames) {
+            int n = in.read(buf);
+            if (n < 0) throw new IOException("connection closed after " + raw);
+            raw.append(new String(buf, 0, n, StandardCharsets.UTF_8));
+        }
+    }
+
     /** Reads SSE chat chunks until their concatenated delta content equals {@code expected}. */
     static void readContentUntil(InputStream in, String expected) throws IOException {
         StringBuilder raw = new StringBuilder();

@@ -1,6 +1,7 @@
 package dev.kvserve.kvcache;
 
 import dev.kvserve.kvcache.format.BlockCodec;
+import dev.kvserve.kvcache.tier.StoredBlock;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
@@ -12,9 +13,14 @@ import java.util.Arrays;
  */
 public final class Block {
 
-    final BlockPool.Slab slab;
-    final int index;
-    final MemorySegment segment;
+    // null while the block's bytes live in a lower tier (see tier.TierState)
+    BlockPool.Slab slab;
+    int index;
+    MemorySegment segment;
+    /** Copy of the bytes in a lower tier (host RAM, SSD), or null; valid while the block is unchanged. */
+    StoredBlock stored;
+    /** Tier clock of the last step that read or wrote this block (LRU demotion). */
+    long lastUse;
     final long bytes;
     final String tier;
     BlockCodec codec;
@@ -36,8 +42,34 @@ public final class Block {
         Arrays.fill(positions, -1);
     }
 
+    /** The block's bytes in pool memory; only while {@link #resident()}. */
     public MemorySegment segment() {
+        if (segment == null) throw new IllegalStateException("block is not resident in the primary pool (offloaded to a lower tier)");
         return segment;
+    }
+
+    /** True while the block's bytes are in the primary pool (attention may read them). */
+    public boolean resident() {
+        return segment != null;
+    }
+
+    /** The lower-tier copy, or null. */
+    public StoredBlock stored() {
+        return stored;
+    }
+
+    public long lastUse() {
+        return lastUse;
+    }
+
+    /** Reference count (a block shared by forks has more than one). */
+    public int refCount() {
+        return refCount;
+    }
+
+    /** True while appends may still go into this block. */
+    public boolean appendable() {
+        return appendable;
     }
 
     public BlockCodec codec() {

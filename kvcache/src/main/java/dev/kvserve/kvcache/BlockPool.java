@@ -76,6 +76,16 @@ final class BlockPool implements AutoCloseable {
         checkOpen();
         long bytes = codec.blockBytes();
         if (bytes <= 0) throw new IllegalStateException("codec " + codec.name() + " declares " + bytes + " bytes per block");
+        Block b = new Block(null, 0, null, codec, blockTokens, tier);
+        attach(b);
+        return b;
+    }
+
+    /** Gives {@code b} pool memory (zeroed) for its bytes; budget-checked. */
+    synchronized void attach(Block b) {
+        checkOpen();
+        if (b.segment != null) throw new IllegalStateException("block is already resident");
+        long bytes = b.bytes;
         reserveBudget(bytes);
         SizeClass sc = classes.computeIfAbsent(bytes, SizeClass::new);
         Slab slab;
@@ -99,9 +109,37 @@ final class BlockPool implements AutoCloseable {
         MemorySegment seg = slab.memory.asSlice(index * slab.stride, bytes);
         seg.fill((byte) 0);
         bytesUsed += bytes;
-        bytesByTier.merge(tier, bytes, Long::sum);
+        bytesByTier.merge(b.tier, bytes, Long::sum);
         blocksUsed++;
-        return new Block(slab, index, seg, codec, blockTokens, tier);
+        b.slab = slab;
+        b.index = index;
+        b.segment = seg;
+    }
+
+    /** Returns {@code b}'s pool memory while the block stays referenced (its bytes now live in a lower tier). */
+    synchronized void detach(Block b) {
+        if (b.segment == null) throw new IllegalStateException("block is not resident");
+        freeMemory(b);
+    }
+
+    private void freeMemory(Block b) {
+        bytesUsed -= b.bytes;
+        bytesByTier.merge(b.tier, -b.bytes, Long::sum);
+        blocksUsed--;
+        Slab slab = b.slab;
+        SizeClass sc = slab.owner;
+        slab.liveBlocks--;
+        sc.free.push(new long[] {slab.slabIndex, b.index});
+        blocksFree++;
+        b.segment = null;
+        b.slab = null;
+        if (slab.liveBlocks == 0 && sc.openSlabs > 1) {
+            slab.closed = true;
+            sc.openSlabs--;
+            blocksFree -= slab.capacity;
+            reserved -= slab.stride * slab.capacity;
+            slab.arena.close();
+        }
     }
 
     private long[] popFree(SizeClass sc) {
@@ -112,25 +150,15 @@ final class BlockPool implements AutoCloseable {
         return null;
     }
 
-    /** Drops one reference; the block's memory returns to the pool when none are left. */
+    /** Drops one reference; the block's memory (and any lower-tier copy) is freed when none are left. */
     synchronized void release(Block b) {
         if (b.refCount <= 0) throw new IllegalStateException("block released more often than referenced (double free)");
         if (--b.refCount > 0) return;
-        bytesUsed -= b.bytes;
-        bytesByTier.merge(b.tier, -b.bytes, Long::sum);
-        blocksUsed--;
-        Slab slab = b.slab;
-        SizeClass sc = slab.owner;
-        slab.liveBlocks--;
-        sc.free.push(new long[] {slab.slabIndex, b.index});
-        blocksFree++;
-        if (slab.liveBlocks == 0 && sc.openSlabs > 1) {
-            slab.closed = true;
-            sc.openSlabs--;
-            blocksFree -= slab.capacity;
-            reserved -= slab.stride * slab.capacity;
-            slab.arena.close();
+        if (b.stored != null) {
+            b.stored.free();
+            b.stored = null;
         }
+        if (b.segment != null && !closed) freeMemory(b);
     }
 
     synchronized void retain(Block b) {

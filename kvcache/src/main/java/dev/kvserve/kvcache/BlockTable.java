@@ -63,9 +63,10 @@ public final class BlockTable {
         return blocks.get(slot / blockTokens).positions[slot % blockTokens];
     }
 
+    /** Bytes of this table's blocks resident in the pool (offloaded blocks do not count). */
     long bytes() {
         long b = 0;
-        for (Block block : blocks) b += block.bytes;
+        for (Block block : blocks) if (block.segment != null) b += block.bytes;
         return b;
     }
 

@@ -16,6 +16,12 @@ public class KvBudgetExceededException extends RuntimeException {
         this.available = available;
     }
 
+    protected KvBudgetExceededException(String message, long requested, long available) {
+        super(message);
+        this.requested = requested;
+        this.available = available;
+    }
+
     public long requested() {
         return requested;
     }

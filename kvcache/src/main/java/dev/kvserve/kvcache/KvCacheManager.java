@@ -23,6 +23,7 @@ public final class KvCacheManager implements AutoCloseable {
     private final BlockPool pool;
     private final RopeTable rope;
     private final Map<String, FormatBinding> bindings = new ConcurrentHashMap<>();
+    private final Map<String, AutoCloseable> tierResources = new java.util.LinkedHashMap<>();
     private final Set<PagedSequence> open = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
 
     public KvCacheManager(KvGeometry geometry, long budgetBytes) {
@@ -150,7 +151,52 @@ public final class KvCacheManager implements AutoCloseable {
     }
 
     public KvPoolStats stats() {
-        return pool.stats(open.size());
+        KvPoolStats s = pool.stats(open.size());
+        Map<String, Long> byTier = new java.util.TreeMap<>(s.bytesByTier());
+        synchronized (tierResources) {
+            for (AutoCloseable r : tierResources.values()) {
+                if (r instanceof dev.kvserve.kvcache.tier.TierStore store) {
+                    var t = store.stats();
+                    byTier.merge("host", t.hostBytes(), Long::sum);
+                    byTier.merge("ssd", t.ssdBytes(), Long::sum);
+                }
+            }
+        }
+        return new KvPoolStats(s.budgetBytes(), s.bytesUsed(), s.bytesReserved(), s.blocksUsed(), s.blocksFree(), s.sideBytes(),
+                s.sequences(), Map.copyOf(byTier));
+    }
+
+    /** Counters of the lower tiers (host RAM, SSD, computational storage), summed over their stores. */
+    public dev.kvserve.kvcache.tier.TierStats tierStats() {
+        var total = dev.kvserve.kvcache.tier.TierStats.ZERO;
+        synchronized (tierResources) {
+            for (AutoCloseable r : tierResources.values()) {
+                if (r instanceof dev.kvserve.kvcache.tier.TierStore store) total = total.plus(store.stats());
+            }
+        }
+        return total;
+    }
+
+    /** Preemption by swap: see {@link PagedSequence#swapOut()}. */
+    public void swapOut(SequenceKv sequence) {
+        own(sequence).swapOut();
+    }
+
+    /** Resume after {@link #swapOut}: see {@link PagedSequence#swapIn()}. */
+    public void swapIn(SequenceKv sequence) {
+        own(sequence).swapIn();
+    }
+
+    @SuppressWarnings("unchecked")
+    <T extends AutoCloseable> T tierResource(String key, java.util.function.Supplier<T> create) {
+        synchronized (tierResources) {
+            AutoCloseable r = tierResources.get(key);
+            if (r == null) {
+                r = create.get();
+                tierResources.put(key, r);
+            }
+            return (T) r;
+        }
     }
 
     void closed(PagedSequence s) {
@@ -165,6 +211,16 @@ public final class KvCacheManager implements AutoCloseable {
             all = open.toArray(new PagedSequence[0]);
         }
         for (PagedSequence s : all) s.close();
+        synchronized (tierResources) {
+            for (AutoCloseable r : tierResources.values()) {
+                try {
+                    r.close();
+                } catch (Exception e) {
+                    throw new IllegalStateException("closing a KV tier store failed", e);
+                }
+            }
+            tierResources.clear();
+        }
         pool.close();
     }
 }

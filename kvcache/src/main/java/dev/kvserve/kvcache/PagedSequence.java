@@ -11,7 +11,11 @@ import dev.kvserve.kvcache.format.KeyFrame;
 import dev.kvserve.kvcache.format.SideMemory;
 import dev.kvserve.kvcache.select.Selection;
 import dev.kvserve.kvcache.select.SelectorState;
+import dev.kvserve.kvcache.tier.AttentionOffload;
+import dev.kvserve.kvcache.tier.StoredBlock;
+import dev.kvserve.kvcache.tier.TierContext;
 import dev.kvserve.kvcache.tier.TierState;
+import java.util.function.Supplier;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.IdentityHashMap;
@@ -68,7 +72,7 @@ public final class PagedSequence implements SequenceKv {
         this.side = new Side();
         this.eviction = policy.eviction().map(e -> e.open(geometry, blockTokens)).orElse(null);
         this.selector = policy.selector().map(s -> s.open(geometry, blockTokens)).orElse(null);
-        this.tier = policy.tier().open(geometry, blockTokens);
+        this.tier = policy.tier().open(new Tiers());
         this.tierName = policy.tier().primaryTier();
         this.formatState = binding.openSequence(side);
         this.ctx = new BlockContext(geometry.headDim(), manager.rope());
@@ -96,7 +100,7 @@ public final class PagedSequence implements SequenceKv {
         this.side = new Side();
         this.eviction = src.eviction == null ? null : src.eviction.fork();
         this.selector = src.selector == null ? null : src.selector.fork();
-        this.tier = src.tier.fork();
+        this.tier = src.tier.fork(new Tiers());
         this.tierName = src.tierName;
         this.formatState = src.formatState.fork(side);
         this.ctx = new BlockContext(geometry.headDim(), manager.rope());
@@ -152,6 +156,7 @@ public final class PagedSequence implements SequenceKv {
                 t.live = 0;
             }
         }
+        tier.close();
         formatState.close();
         side.freeAll();
         manager.closed(this);
@@ -181,6 +186,35 @@ public final class PagedSequence implements SequenceKv {
 
     public FormatState formatState() {
         return formatState;
+    }
+
+    /**
+     * Preemption by swap: moves every block of this sequence to its policy's lower tiers (host RAM,
+     * SSD) and returns their pool memory; {@link #swapIn} brings them back with identical bytes.
+     *
+     * @throws UnsupportedOperationException when the policy has no offload tier
+     */
+    public void swapOut() {
+        checkOpen();
+        tier.swapOut();
+    }
+
+    /** Makes every block resident again after {@link #swapOut}. */
+    public void swapIn() {
+        checkOpen();
+        tier.swapIn();
+    }
+
+    /** Bytes of this sequence's blocks held outside the pool (host RAM, SSD) and not resident. */
+    public long bytesOffloaded() {
+        long b = 0;
+        for (BlockTable[] layer : tables) for (BlockTable t : layer) for (Block block : t.blocks) if (block.segment == null) b += block.bytes;
+        return b;
+    }
+
+    /** Computes attention over non-resident blocks where they are stored, or null (see TierState). */
+    public AttentionOffload attentionOffload() {
+        return tier.attentionOffload();
     }
 
     /** StreamingLLM-style visibility, or null. */
@@ -218,7 +252,7 @@ public final class PagedSequence implements SequenceKv {
                 int last = t.blocks.size() - 1;
                 Block tail = last < 0 ? null : t.blocks.get(last);
                 if (tail == null || !tail.appendable || tail.used == blockTokens) {
-                    tail = pool.allocate(binding.appendCodec(layer, pos), tierName);
+                    tail = allocate(binding.appendCodec(layer, pos));
                     tail.appendable = true;
                     t.blocks.add(tail);
                     t.growLanes();
@@ -316,11 +350,34 @@ public final class PagedSequence implements SequenceKv {
 
     // ---------------------------------------------------------------- block maintenance
 
-    /** The block at {@code i}, copied first if another sequence shares it. */
+    /** A new block from the pool; when the pool is full the tier moves cold blocks down first. */
+    private Block allocate(BlockCodec codec) {
+        while (true) {
+            try {
+                return pool.allocate(codec, tierName);
+            } catch (KvBudgetExceededException full) {
+                if (!tier.makeRoom(codec.blockBytes())) throw full;
+            }
+        }
+    }
+
+    /** Brings an offloaded block back into the pool before anything reads or writes its bytes. */
+    private void ensureResident(Block b) {
+        if (b.segment == null) tier.fetch(b);
+    }
+
+    /** The block at {@code i}, resident, copied first if another sequence shares it; its lower-tier copy is now stale. */
     private Block writable(BlockTable t, int i) {
         Block b = t.blocks.get(i);
-        if (b.refCount == 1) return b;
-        Block copy = pool.allocate(b.codec, b.tier);
+        ensureResident(b);
+        if (b.refCount == 1) {
+            if (b.stored != null) {
+                b.stored.free();
+                b.stored = null;
+            }
+            return b;
+        }
+        Block copy = allocate(b.codec);
         MemorySegment.copy(b.segment, 0, copy.segment, 0, b.bytes);
         System.arraycopy(b.positions, 0, copy.positions, 0, blockTokens);
         copy.used = b.used;
@@ -342,6 +399,7 @@ public final class PagedSequence implements SequenceKv {
                 Block b = t.blocks.get(i);
                 if (!b.appendable || b.used != blockTokens || b.maxPosition() > newestPosition - recent) continue;
                 BlockCodec target = binding.sealedCodec(layer, b.codec);
+                ensureResident(b);
                 if (target == b.codec) {
                     b.appendable = false;
                     continue;
@@ -355,7 +413,7 @@ public final class PagedSequence implements SequenceKv {
                     b.codec.decodeValue(b.segment, s, values, s * d, ctx);
                     if (b.codec.keyFrame() != target.keyFrame()) convertFrame(keys, s * d, b.positions[s], target.keyFrame());
                 }
-                Block sealed = pool.allocate(target, b.tier);
+                Block sealed = allocate(target);
                 System.arraycopy(b.positions, 0, sealed.positions, 0, blockTokens);
                 sealed.used = b.used;
                 sealed.live = b.live;
@@ -520,6 +578,7 @@ public final class PagedSequence implements SequenceKv {
             checkSlot(t, slot);
             Block b = t.blocks.get(slot / blockTokens);
             if (b.positions[slot % blockTokens] < 0) throw new IllegalArgumentException("slot " + slot + " is dead");
+            ensureResident(b);
             return b;
         }
 
@@ -625,6 +684,61 @@ public final class PagedSequence implements SequenceKv {
             BlockTable t = tables[layer][kvHead];
             checkSlot(t, slot);
             t.ints[slot * t.intLanes + intBase + lane(lane, intCount)] = value;
+        }
+    }
+
+    // ---------------------------------------------------------------- tier context
+
+    private final class Tiers implements TierContext {
+        @Override
+        public KvGeometry geometry() {
+            return geometry;
+        }
+
+        @Override
+        public int blockTokens() {
+            return blockTokens;
+        }
+
+        @Override
+        public BlockTable table(int layer, int kvHead) {
+            return tables[layer][kvHead];
+        }
+
+        @Override
+        public void detach(Block block, StoredBlock copy) {
+            if (copy == null || copy.bytes() != block.bytes) throw new IllegalArgumentException("copy does not match the block");
+            if (block.stored != null && block.stored != copy) block.stored.free();
+            block.stored = copy;
+            pool.detach(block);
+        }
+
+        @Override
+        public void keepCopy(Block block, StoredBlock copy) {
+            if (block.stored != null && block.stored != copy) block.stored.free();
+            block.stored = copy;
+        }
+
+        @Override
+        public MemorySegment attach(Block block) {
+            if (block.stored == null) throw new IllegalStateException("non-resident block without a lower-tier copy");
+            pool.attach(block);
+            return block.segment;
+        }
+
+        @Override
+        public void touch(Block block, long clock) {
+            block.lastUse = clock;
+        }
+
+        @Override
+        public long poolBytesFree() {
+            return pool.budget() - pool.bytesUsed();
+        }
+
+        @Override
+        public <T extends AutoCloseable> T shared(String key, Supplier<T> create) {
+            return manager.tierResource(key, create);
         }
     }
 

@@ -67,11 +67,14 @@ class KvCachePolicyTest {
 
     @Test
     void unknownNameListsEveryKind() {
-        assertThatThrownBy(() -> KvCachePolicy.parse("h2o"))
+        assertThatThrownBy(() -> KvCachePolicy.parse("nosuchmethod"))
                 .hasMessageContaining("storage formats: ")
                 .hasMessageContaining("kivi:bits=2,group=32,residual=128")
-                .hasMessageContaining("eviction rules: sink:sinks=4,window=1020")
-                .hasMessageContaining("tier placements: primary");
+                .hasMessageContaining("eviction rules: ")
+                .hasMessageContaining("sink:sinks=4,window=1020")
+                .hasMessageContaining("tier placements: ")
+                .hasMessageContaining("primary")
+                .hasMessageContaining("offload:host=1GiB,ssd=none");
     }
 
     @Test

@@ -87,6 +87,8 @@ public final class Engine implements AutoCloseable {
         try {
             loop.run();
         } finally {
+            // Failures of unfinished streams are queued by now: let them reach their subscribers.
+            streamDelivery.shutdown();
             // The loop thread owns the model and the pool: nothing else touches them, even now.
             try {
                 pool.close();
@@ -202,6 +204,16 @@ public final class Engine implements AutoCloseable {
         return chatTemplate;
     }
 
+    /**
+     * The canonical form of a KV policy spec (equal policies, equal strings). Throws
+     * IllegalArgumentException naming what is wrong, also when the policy does not fit this model
+     * (a group size the head size does not divide, for instance). Thread-safe.
+     */
+    public String canonicalKvPolicy(String spec) {
+        Objects.requireNonNull(spec, "spec");
+        return pool.canonical(spec);
+    }
+
     /** The canonical KV policy of requests that name none. */
     public String defaultKvPolicy() {
         return defaultPolicy;
@@ -214,10 +226,7 @@ public final class Engine implements AutoCloseable {
      */
     @Override
     public void close() {
-        if (closed.compareAndSet(false, true)) {
-            loop.stop();
-            streamDelivery.shutdown();
-        }
+        if (closed.compareAndSet(false, true)) loop.stop();
         if (Thread.currentThread() == thread) return;
         boolean interrupted = false;
         while (thread.isAlive()) {

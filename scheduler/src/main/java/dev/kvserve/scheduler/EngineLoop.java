@@ -130,7 +130,17 @@ final class EngineLoop implements Runnable {
         counters.preemptions.add(plan.preempted().size());
         // Even alone in the pool it cannot grow: the KV budget is what limits its length.
         for (Sequence seq : plan.exhausted()) seq.generation.end(FinishReason.LENGTH);
-        if (plan.isEmpty()) return;
+        if (plan.isEmpty()) {
+            if (scheduler.runningCount() == 0 && plan.exhausted().isEmpty() && scheduler.waitingCount() > 0) {
+                // Nothing runs, yet the oldest request does not fit: the pool's bytes are held
+                // elsewhere. Fail it rather than spin.
+                Sequence head = scheduler.waiting().getFirst();
+                head.generation.fail(new IllegalStateException("the KV pool has " + pool.freeBytes() + " of "
+                        + pool.capacityBytes() + " bytes free with no sequence running; this request needs "
+                        + pool.bytesFor(head.policy, head.length() + 1)));
+            }
+            return;
+        }
 
         var chunks = new ArrayList<StepModel.Chunk>(plan.items().size());
         for (Scheduler.Item item : plan.items()) {

@@ -14,8 +14,10 @@ import java.util.TreeMap;
  * @param kvBytesUsed          bytes held, as stored (compressed)
  * @param kvBytesCapacity      the pool's byte budget
  * @param kvBytesByTier        bytes held per storage tier
- * @param kvTokens             token positions cached over all running sequences
- * @param kvFp16Bytes          bytes those positions would take in an uncompressed fp16 cache
+ * @param kvTokens             token positions written by the running sequences (positions an eviction
+ *                             policy dropped included, shared prefixes counted once per sequence)
+ * @param kvFp16Bytes          bytes those positions would take in an uncompressed fp16 cache, so the
+ *                             compression ratio credits quantization and eviction alike
  * @param promptTokensTotal    prompt tokens admitted since start (recomputation after preemption not counted)
  * @param generationTokensTotal tokens generated since start
  * @param requestsTotal        requests finished since start

@@ -49,6 +49,9 @@ interface KvSpace extends AutoCloseable {
      */
     SequenceKv fork(SequenceKv parent, int tokens);
 
+    /** Whether sequences under {@code policy} can share prefixes through {@link #fork} at all. */
+    boolean canFork(String policy);
+
     /** Counters for metrics. */
     Usage usage();
 

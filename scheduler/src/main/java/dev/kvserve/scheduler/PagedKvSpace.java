@@ -89,10 +89,16 @@ final class PagedKvSpace implements KvSpace {
     }
 
     @Override
+    public boolean canFork(String policy) {
+        KvCachePolicy parsed = policy(policy);
+        // Eviction and selection state describe the whole parent, not a prefix of it.
+        return parsed.eviction().isEmpty() && parsed.selector().isEmpty();
+    }
+
+    @Override
     public SequenceKv fork(SequenceKv parent, int tokens) {
         KvCachePolicy policy = ((PagedSequence) parent).policy();
-        // Eviction and selection state describe the whole parent, not a prefix of it.
-        if (policy.eviction().isPresent() || policy.selector().isPresent()) return null;
+        if (!canFork(policy.toString())) return null;
         // Cutting the fork at a position inside a block copies that block of every table.
         if (freeBytes() < manager.bytesFor(policy, manager.blockTokens())) return null;
         try {

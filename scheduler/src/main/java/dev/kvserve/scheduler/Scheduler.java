@@ -55,6 +55,12 @@ final class Scheduler {
         }
     }
 
+    /**
+     * A waiting request whose prompt shares at least this many more tokens with a sequence that is
+     * still prefilling them waits for that prefill to fork it (one KV block of the paged pool).
+     */
+    static final int SHARE_WAIT_TOKENS = 16;
+
     private final KvSpace pool;
     private final int maxBatch;
     private final int stepTokens;
@@ -129,7 +135,13 @@ final class Scheduler {
                 if (budget == 0) break;
                 if (seq.state() != phase) continue;
                 int chunk = Math.min(seq.pending(), budget);
-                if (makeRoom(seq, chunk, items, preempted)) {
+                boolean room = makeRoom(seq, chunk, items, preempted);
+                // Nobody later is left to preempt: a smaller prefill chunk may still fit.
+                while (!room && chunk > 1) {
+                    chunk = (chunk + 1) / 2;
+                    room = pool.reserve(seq.kv(), chunk);
+                }
+                if (room) {
                     items.add(new Item(seq, seq.computed(), chunk, chunk == seq.pending()));
                 } else if (i == 0) {
                     // Alone in the pool and still no room: only the engine can end it.
@@ -153,14 +165,21 @@ final class Scheduler {
     private boolean admit(Sequence seq, int budget, List<Item> items) {
         Sequence donor = null;
         int shared = 0;
-        for (Sequence other : running) {
-            if (!other.policy.equals(seq.policy)) continue;
-            int common = commonPrefix(other, seq);
-            if (common > shared) {
-                shared = common;
-                donor = other;
+        int coming = 0;
+        if (pool.canFork(seq.policy)) {
+            for (Sequence other : running) {
+                if (!other.policy.equals(seq.policy)) continue;
+                int common = commonPrefix(other, seq, other.computed());
+                if (common > shared) {
+                    shared = common;
+                    donor = other;
+                }
+                coming = Math.max(coming, commonPrefix(other, seq, other.length()));
             }
         }
+        // A sequence still prefilling the same prompt (n completions of one prompt, a shared system
+        // prompt) will soon hold a longer prefix: wait for it rather than compute it twice.
+        if (coming - shared >= SHARE_WAIT_TOKENS) return false;
         SequenceKv cache = null;
         if (donor != null) {
             cache = pool.fork(donor.kv(), shared);
@@ -184,11 +203,11 @@ final class Scheduler {
     }
 
     /**
-     * Common prefix of what {@code donor} has in its cache and {@code seq}'s tokens, leaving at
+     * Common prefix of {@code donor}'s first {@code upTo} tokens and {@code seq}'s tokens, leaving at
      * least one token of {@code seq} to compute (its logits are needed).
      */
-    private static int commonPrefix(Sequence donor, Sequence seq) {
-        int limit = Math.min(donor.computed(), seq.length() - 1);
+    private static int commonPrefix(Sequence donor, Sequence seq, int upTo) {
+        int limit = Math.min(upTo, seq.length() - 1);
         int n = 0;
         while (n < limit && donor.token(n) == seq.token(n)) n++;
         return n;

@@ -134,6 +134,8 @@ final class BlockPool implements KvSpace {
         return true;
     }
 
+    @Override public boolean canFork(String policy) { return true; }
+
     /** Shares whole blocks only, so neither side ever writes into a shared block. */
     @Override public SequenceKv fork(SequenceKv parent, int tokens) {
         Cache from = (Cache) parent;

@@ -143,6 +143,21 @@ class EngineModelTest {
     }
 
     @Test
+    void compressedAndEvictingPoliciesServeAndFreeEverything() {
+        var int4 = engine.generate(GenerationRequest.builder("Once upon a time").greedy().maxTokens(20).kvPolicy("int4").build());
+        assertThat(int4.completionTokens()).isEqualTo(20);
+        // A sink window bounds the cache: 120 tokens run in a window of 32 plus 4 sinks.
+        String window = engine.canonicalKvPolicy("fp16+sink:sinks=4,window=32");
+        var evicting = engine.generate(GenerationRequest.builder("Once upon a time").greedy().maxTokens(120).ignoreEos(true)
+                .kvPolicy(window).build());
+        assertThat(evicting.completionTokens()).isEqualTo(120);
+        assertThat(evicting.finishReason()).isEqualTo(FinishReason.LENGTH);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> engine.canonicalKvPolicy("int4:group=3"))
+                .isInstanceOf(IllegalArgumentException.class);
+        assertThat(engine.stats().kvBlocksUsed()).isZero();
+    }
+
+    @Test
     void logprobsComeFromTheModel() {
         var r = engine.generate(GenerationRequest.builder("Once upon a time").greedy().maxTokens(3).logprobs(5).build());
         TokenLogprob first = r.logprobs().getFirst();

@@ -262,6 +262,25 @@ class SchedulerTest {
     }
 
     @Test
+    void anIdenticalPromptWaitsOneStepToForkInsteadOfPrefillingTwice() {
+        var pool = pool(1 << 20);
+        var scheduler = new Scheduler(pool, 8, 64);
+        int[] prompt = IntStream.range(0, 40).map(i -> 700 + i).toArray();
+        Sequence a = seq(prompt, "f16");
+        Sequence b = seq(prompt, "f16");
+        scheduler.add(a);
+        scheduler.add(b);
+        var first = step(scheduler);
+        assertThat(first.items()).extracting(Scheduler.Item::seq).containsExactly(a);
+        assertThat(scheduler.waiting()).containsExactly(b);
+        var second = step(scheduler);
+        // 39 tokens can be shared (b must compute its last one); the pool shares whole blocks: 36.
+        assertThat(second.items()).extracting(i -> i.seq().id, Scheduler.Item::start, Scheduler.Item::count)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(a.id, 40, 1), org.assertj.core.groups.Tuple.tuple(b.id, 36, 4));
+        assertThat(pool.usedBytes()).isEqualTo(pool.bytesFor("f16", 44) + pool.bytesFor("f16", 4));
+    }
+
+    @Test
     void aSequenceThatCannotGrowEvenAloneIsExhausted() {
         var pool = pool(64);   // 4 q4 blocks = 16 tokens
         var scheduler = new Scheduler(pool, 4, 64);

@@ -28,7 +28,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * the DRAM read bandwidth a memory-bound mat-vec can at best reach.
  */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
+@BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
 @Warmup(iterations = 2, time = 1)
 @Measurement(iterations = 5, time = 1)

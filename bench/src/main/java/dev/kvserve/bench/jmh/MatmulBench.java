@@ -34,7 +34,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * Weight GB/s = {@code rows × rowBytes / time}; {@link BenchReport} prints it.
  */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
+@BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 4, time = 1)
@@ -69,6 +69,7 @@ public class MatmulBench {
         int cols = Integer.parseInt(dims[1]);
         arena = Arena.ofShared();
         backend = new CpuBackend(threads);
+        CpuBackend.warmUp(type);
         copies = weightCopies(arena, type, rows, cols, ROTATION_BYTES);
         x = backend.allocate((long) batch * cols * Float.BYTES);
         Random rnd = new Random(1);

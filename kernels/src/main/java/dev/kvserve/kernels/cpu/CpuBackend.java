@@ -26,6 +26,8 @@ public final class CpuBackend implements Backend {
 
     /** Below this many weight bytes × batch rows a matmul runs on the caller: waking threads costs more. */
     private static final long PARALLEL_THRESHOLD = 128 * 1024;
+    /** Weights at least this large make {@link #upload} warm their kernels up. */
+    public static final long WARMUP_MIN_ELEMENTS = 1L << 20;
     /** Chunks per thread: enough that a thread slowed by a noisy neighbour just takes fewer. */
     private static final int CHUNKS_PER_THREAD = 16;
 
@@ -48,6 +50,17 @@ public final class CpuBackend implements Backend {
         this.pool = new CpuThreadPool(threads);
     }
 
+    /**
+     * Gets the kernels of {@code types} and the row-wise ops compiled by C2 before real work
+     * reaches them (see {@link KernelWarmup}), once per JVM. {@link #upload} does this by itself
+     * for the type of any weight of at least {@value #WARMUP_MIN_ELEMENTS} values (a real model's
+     * matrix, not a tiny test model's, whose matmuls are cheap even before compilation).
+     */
+    public static void warmUp(GgmlType... types) {
+        KernelWarmup.warmOps();
+        for (GgmlType t : types) KernelWarmup.warm(t);
+    }
+
     public int threads() {
         return pool.parallelism();
     }
@@ -67,6 +80,7 @@ public final class CpuBackend implements Backend {
     @Override
     public WeightTensor upload(WeightTensor host) {
         checkWeight(host);
+        if (host.elements() >= WARMUP_MIN_ELEMENTS) warmUp(host.type());
         return host;
     }
 

@@ -1,26 +1,25 @@
 package dev.kvserve.kernels.cpu;
 
-import static dev.kvserve.kernels.cpu.Vec.B;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
 import static dev.kvserve.kernels.cpu.Vec.FL;
 import static dev.kvserve.kernels.cpu.Vec.LE;
 import static dev.kvserve.kernels.cpu.Vec.LE_SHORT;
-import static dev.kvserve.kernels.cpu.Vec.highNibbles;
-import static dev.kvserve.kernels.cpu.Vec.lowNibbles;
-import static dev.kvserve.kernels.cpu.Vec.toFloats;
+import static dev.kvserve.kernels.cpu.Vec.intsToFloats;
+import static dev.kvserve.kernels.cpu.Vec.loadInts;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
  * Q4_K super-blocks of 256 values (144 bytes): f16 d, f16 dmin, 12 bytes of packed 6-bit
  * (scale, min) pairs for 8 sub-blocks of 32, then 128 bytes of nibbles. Bytes 32c..32c+31 carry
  * sub-block 2c in their low nibbles and sub-block 2c+1 in their high nibbles, so as in Q4_0 one
- * byte load feeds two contiguous runs of elements. Value = d·scale·q − dmin·min.
+ * byte load feeds two contiguous runs of elements (split after widening to 32-bit lanes, where
+ * shifts are single instructions). Value = d·scale·q − dmin·min.
  *
  * <p>{@link #dot} factors the sub-block constants out: Σ (d·sc·q − dmin·m)·x =
  * d·sc·Σ q·x − dmin·m·Σ x, with Σ x per run of 32 precomputed once per activation row
@@ -39,18 +38,22 @@ final class Q4_KKernel extends WeightKernel {
 
     /** 6-bit scale of sub-block j, from the 12 scale bytes held as lo (bytes 0-7) and hi (8-11). */
     private static int scale(long lo, int hi, int j) {
-        if (j < 4) return (int) (lo >>> (8 * j)) & 63;
-        int packed = (hi >>> (8 * (j - 4))) & 0xff;
-        int top = (int) (lo >>> (8 * (j - 4) + 6)) & 3;
-        return (packed & 0xF) | (top << 4);
+        // j < 4: low 6 bits of byte j. j >= 4: low nibble of byte j+4 (in hi) and the top two
+        // bits of byte j-4. Both forms are computed and one picked, which compiles branch-free.
+        int k = j & 3;
+        int direct = (int) (lo >>> (8 * k)) & 63;
+        int split = ((hi >>> (8 * k)) & 0xF) | (((int) (lo >>> (8 * k + 6)) & 3) << 4);
+        return j < 4 ? direct : split;
     }
 
     /** 6-bit min of sub-block j (see {@link dev.kvserve.kernels.GgmlQuantize#scaleMinK4}). */
     private static int min(long lo, int hi, int j) {
-        if (j < 4) return (int) (lo >>> (8 * (j + 4))) & 63;
-        int packed = (hi >>> (8 * (j - 4))) & 0xff;
-        int top = (int) (lo >>> (8 * j + 6)) & 3;
-        return (packed >>> 4) | (top << 4);
+        // j < 4: low 6 bits of byte j+4. j >= 4: high nibble of byte j+4 (in hi) and the top two
+        // bits of byte j.
+        int k = j & 3;
+        int direct = (int) (lo >>> (8 * k + 32)) & 63;
+        int split = ((hi >>> (8 * k + 4)) & 0xF) | (((int) (lo >>> (8 * k + 38)) & 3) << 4);
+        return j < 4 ? direct : split;
     }
 
     @Override
@@ -72,9 +75,9 @@ final class Q4_KKernel extends WeightKernel {
                 FloatVector s0 = FloatVector.zero(F);
                 FloatVector s1 = s0;
                 for (int j = 0; j < 32; j += FL) {
-                    ByteVector bytes = ByteVector.fromMemorySegment(B, w, q + j, LE);
-                    s0 = toFloats(lowNibbles(bytes)).fma(FloatVector.fromArray(F, x, xb + j), s0);
-                    s1 = toFloats(highNibbles(bytes)).fma(FloatVector.fromArray(F, x, xb + 32 + j), s1);
+                    IntVector bytes = loadInts(w, q + j);
+                    s0 = intsToFloats(bytes.and(15)).fma(FloatVector.fromArray(F, x, xb + j), s0);
+                    s1 = intsToFloats(bytes.lanewise(VectorOperators.LSHR, 4).and(15)).fma(FloatVector.fromArray(F, x, xb + 32 + j), s1);
                 }
                 acc0 = s0.fma(FloatVector.broadcast(F, d * scale(lo, hi, 2 * c)), acc0);
                 acc1 = s1.fma(FloatVector.broadcast(F, d * scale(lo, hi, 2 * c + 1)), acc1);
@@ -105,9 +108,9 @@ final class Q4_KKernel extends WeightKernel {
                 FloatVector minHi = FloatVector.broadcast(F, -dmin * min(lo, hi, 2 * c + 1));
                 long q = o + 16 + 32L * c;
                 for (int j = 0; j < 32; j += FL) {
-                    ByteVector bytes = ByteVector.fromMemorySegment(B, w, q + j, LE);
-                    FloatVector wl = toFloats(lowNibbles(bytes)).fma(scaleLo, minLo);
-                    FloatVector wh = toFloats(highNibbles(bytes)).fma(scaleHi, minHi);
+                    IntVector bytes = loadInts(w, q + j);
+                    FloatVector wl = intsToFloats(bytes.and(15)).fma(scaleLo, minLo);
+                    FloatVector wh = intsToFloats(bytes.lanewise(VectorOperators.LSHR, 4).and(15)).fma(scaleHi, minHi);
                     int xl = xo + 256 * sb + 64 * c + j;
                     int xh = xl + 32;
                     a0 = wl.fma(FloatVector.fromArray(F, x, xl), a0);

@@ -1,11 +1,12 @@
 package dev.kvserve.kernels.cpu;
 
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -34,32 +35,21 @@ final class Vec {
     static final ValueLayout.OfShort LE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
     static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
-    /** Low 4 bits of every byte. */
-    static ByteVector lowNibbles(ByteVector q) {
-        return q.and((byte) 0x0F);
+    // The helpers below stay under 35 bytes of bytecode so that C2 always inlines them: a
+    // vector passed to or returned from a call that is not inlined is boxed on the heap.
+
+    /** FL bytes at {@code offset} widened to FL ints (sign-extending). */
+    static IntVector loadInts(MemorySegment w, long offset) {
+        return (IntVector) ByteVector.fromMemorySegment(B, w, offset, LE).convertShape(VectorOperators.B2I, I, 0);
     }
 
-    /**
-     * High 4 bits of every byte, shifted down. x86 has no byte shift, so shift 32-bit lanes and
-     * mask off the bits that crossed in from the neighbouring byte.
-     */
-    static ByteVector highNibbles(ByteVector q) {
-        return q.lanewise(jdk.incubator.vector.VectorOperators.LSHR, 4);
-    }
-
-    /** Each byte shifted left by n (bits pushed past bit 7 of a byte land in its neighbour: mask them). */
-    static ByteVector shiftLeft(ByteVector q, int n) {
-        return q.lanewise(jdk.incubator.vector.VectorOperators.LSHL, n);
-    }
-
-    /** Each byte shifted right by n (bits from the neighbour byte come in at the top: mask them). */
-    static ByteVector shiftRight(ByteVector q, int n) {
-        return q.lanewise(jdk.incubator.vector.VectorOperators.LSHR, n);
+    /** Ints to floats. */
+    static FloatVector intsToFloats(IntVector v) {
+        return (FloatVector) v.convert(VectorOperators.I2F, 0);
     }
 
     /** Bytes widened to FL floats (sign-extending). */
     static FloatVector toFloats(ByteVector q) {
-        return (FloatVector) q.convertShape(jdk.incubator.vector.VectorOperators.B2F, F, 0);
+        return (FloatVector) q.convertShape(VectorOperators.B2F, F, 0);
     }
-
 }

@@ -166,8 +166,14 @@ public final class CudaBackend implements Backend {
 
     /** Device-to-device copy of {@code bytes} (queued). */
     public void copy(MemorySegment src, MemorySegment dst, long bytes) {
+        copy(src, 0, dst, 0, bytes);
+    }
+
+    @Override
+    public void copy(MemorySegment src, long srcOffset, MemorySegment dst, long dstOffset, long bytes) {
         requireOpen();
-        device.copyOnDevice(requireDevice(src, bytes, "copy source"), requireDevice(dst, bytes, "copy destination"), bytes);
+        MemorySegment s = src.asSlice(srcOffset, bytes), d = dst.asSlice(dstOffset, bytes);
+        device.copyOnDevice(requireDevice(s, bytes, "copy source"), requireDevice(d, bytes, "copy destination"), bytes);
     }
 
     // ------------------------------------------------------------------ ops

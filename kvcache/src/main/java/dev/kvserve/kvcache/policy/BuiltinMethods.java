@@ -4,6 +4,7 @@ import dev.kvserve.kvcache.evict.SinkWindowEviction;
 import dev.kvserve.kvcache.format.FullPrecisionFormat;
 import dev.kvserve.kvcache.format.KiviFormat;
 import dev.kvserve.kvcache.format.UniformIntFormat;
+import dev.kvserve.kvcache.tier.OffloadTier;
 import dev.kvserve.kvcache.tier.PrimaryTier;
 import java.util.List;
 
@@ -31,6 +32,7 @@ public final class BuiltinMethods implements KvMethodProvider {
                         "StreamingLLM: keep the first sinks tokens and the last window tokens",
                         List.of(ParamSpec.ofInt("sinks", 4, 0, 1 << 20), ParamSpec.ofInt("window", 1020, 1, Integer.MAX_VALUE)),
                         SinkWindowEviction::new),
-                new MethodDef("primary", ComponentKind.TIER, "all blocks in the pool's memory", List.of(), PrimaryTier::new));
+                new MethodDef("primary", ComponentKind.TIER, "all blocks in the pool's memory", List.of(), PrimaryTier::new),
+                OffloadTier.definition());
     }
 }

@@ -4,10 +4,9 @@ import dev.kvserve.kvcache.KvGeometry;
 import dev.kvserve.kvcache.policy.PolicyComponent;
 
 /**
- * Where a sequence's blocks live. Today only {@code primary} exists: every block in the pool's
- * memory. Offload tiers (host RAM, SSD; methods.md §9.6) will implement this: write-through of
- * sealed or full blocks to a lower tier, dropping them from the primary one under pressure, and
- * fetching (or prefetching) them before attention reads them.
+ * Where a sequence's blocks live: {@code primary} (every block in the pool's memory) or
+ * {@code offload} (host RAM, SSD files, an emulated computational-storage device; see
+ * {@link OffloadTier}).
  */
 public interface TierPlacement extends PolicyComponent {
 
@@ -16,4 +15,9 @@ public interface TierPlacement extends PolicyComponent {
 
     /** Per-sequence state receiving block events. */
     TierState open(KvGeometry geometry, int blockTokens);
+
+    /** Per-sequence state with access to the sequence's blocks (offload tiers need it). */
+    default TierState open(TierContext context) {
+        return open(context.geometry(), context.blockTokens());
+    }
 }

@@ -1,0 +1,100 @@
+package dev.kvserve.http;
+
+import dev.kvserve.http.cli.ModelOptions;
+import dev.kvserve.scheduler.Engine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+
+/** {@code kvserve serve}: the OpenAI-compatible server over one model. */
+@Command(name = "serve", mixinStandardHelpOptions = true,
+        description = {"Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions,",
+                "/v1/models, /health, /metrics). Stops gracefully on SIGTERM or Ctrl-C."})
+public final class ServeCommand implements Callable<Integer> {
+
+    @Mixin ModelOptions modelOptions;
+
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to listen on (default: ${DEFAULT-VALUE}).")
+    String host;
+
+    @Option(names = "--port", defaultValue = "8080", description = "TCP port, 0 for any free one (default: ${DEFAULT-VALUE}).")
+    int port;
+
+    @Option(names = "--kv", defaultValue = Engine.DEFAULT_KV_POLICY, paramLabel = "SPEC",
+            description = "KV-cache policy of requests that name none (a request may pick its own with \"kv_policy\"; default: ${DEFAULT-VALUE}).")
+    String kv;
+
+    @Option(names = "--kv-budget", defaultValue = "256MiB", paramLabel = "BYTES",
+            description = "Bytes the KV pool may hold, as stored (compressed), e.g. 256MiB, 2GiB (default: ${DEFAULT-VALUE}).")
+    String kvBudget;
+
+    @Option(names = "--max-batch", defaultValue = "32", description = "Most sequences decoding at once (default: ${DEFAULT-VALUE}).")
+    int maxBatch;
+
+    @Option(names = "--max-queue", defaultValue = "1024",
+            description = "Most requests waiting for admission; more get HTTP 503 (default: ${DEFAULT-VALUE}).")
+    int maxQueue;
+
+    @Option(names = "--max-tokens-per-step", defaultValue = "512",
+            description = "Token budget of one engine step, decode plus prefill chunks (default: ${DEFAULT-VALUE}).")
+    int maxTokensPerStep;
+
+    @Option(names = "--io-threads", defaultValue = "2", description = "Network threads (default: ${DEFAULT-VALUE}).")
+    int ioThreads;
+
+    @Option(names = "--max-body", defaultValue = "8MiB", paramLabel = "BYTES",
+            description = "Largest request body; larger ones get HTTP 413 (default: ${DEFAULT-VALUE}).")
+    String maxBody;
+
+    @Option(names = "--shutdown-grace", defaultValue = "30", paramLabel = "SECONDS",
+            description = "On shutdown, how long running requests may finish before they are cancelled (default: ${DEFAULT-VALUE}).")
+    int shutdownGraceSeconds;
+
+    @Override
+    public Integer call() throws Exception {
+        Logging.configure();
+        if (maxQueue < 0) throw new IllegalArgumentException("--max-queue must be >= 0, got " + maxQueue);
+        if (shutdownGraceSeconds < 0) throw new IllegalArgumentException("--shutdown-grace must be >= 0, got " + shutdownGraceSeconds);
+        long budget = ByteSize.parse(kvBudget);
+        ServerOptions options = new ServerOptions(host, port, ioThreads, ByteSize.parse(maxBody), Duration.ofSeconds(shutdownGraceSeconds));
+        Path modelPath = modelOptions.modelPath();
+        long loadStart = System.nanoTime();
+        Engine engine = Engine.builder().model(modelPath).threads(modelOptions.threads()).backend(modelOptions.backend())
+                .kvPolicy(kv).kvBudget(budget).maxBatch(maxBatch).maxTokensPerStep(maxTokensPerStep).maxWaiting(maxQueue)
+                .build();
+        EngineBackend backend = EngineBackend.forFile(engine, modelPath);
+        HttpServer server;
+        try {
+            server = HttpServer.start(backend, options);
+        } catch (RuntimeException | InterruptedException e) {
+            backend.close();
+            throw e;
+        }
+        ModelCard model = backend.model();
+        Logging.line("INFO", String.format("kvserve serving %s at %s/v1  (KV policy %s, KV budget %s, max batch %d, context %d, "
+                        + "chat template: %s; loaded in %.1fs)",
+                model.id(), server.url(), model.defaultKvPolicy(), ByteSize.format(budget), maxBatch, model.contextLength(),
+                model.chatTemplate() == null ? "none, using the plain role transcript" : "from the model",
+                (System.nanoTime() - loadStart) / 1e9));
+
+        CountDownLatch stopped = new CountDownLatch(1);
+        Thread hook = Thread.ofPlatform().name("kvserve-shutdown").unstarted(() -> {
+            Logging.line("INFO", "shutting down: no new requests; running ones have " + shutdownGraceSeconds + "s to finish");
+            try {
+                server.shutdown(options.shutdownGrace());
+            } finally {
+                backend.close();
+                Logging.line("INFO", "stopped");
+                stopped.countDown();
+            }
+        });
+        Runtime.getRuntime().addShutdownHook(hook);
+        stopped.await();
+        return 0;
+    }
+}
