@@ -19,11 +19,11 @@ import org.junit.jupiter.params.provider.CsvSource;
 class PerplexityReferenceTest {
 
     @ParameterizedTest(name = "{0} on {1} (KV {2}) = {3}")
+    // The default model in F32, Q8_0 weights and the Hugging Face path; the remaining rows of the
+    // table (wiki.test.raw, the other files) are checked with `kvserve perplexity` (bench/RESULTS.md)
+    // to keep CI within its time on two cores.
     @CsvSource({
             "stories260K.gguf, tinystories_val.txt, fp16, 4.9745, 767",
-            "stories260K-q8_0.gguf, tinystories_val.txt, fp16, 4.9823, 767",
-            "stories260K.gguf, wiki.test.raw, fp16, 127.5749, 1580",
-            "tinystories-656k/tinystories-656k-f32.gguf, tinystories_val_ascii.txt, fp32, 36.5625, 376",
             "tinystories-656k/tinystories-656k-q8_0.gguf, tinystories_val_ascii.txt, fp16, 36.5735, 376",
             "tinystories-656k, tinystories_val_ascii.txt, fp16, 36.5625, 376",
     })

@@ -156,7 +156,7 @@ public final class LlamaModel implements AutoCloseable {
                 throw new IllegalArgumentException("sequence would reach " + (start + c.tokens().length)
                         + " tokens; the model's context is " + config.contextLength());
             }
-            entries.add(new StepBatch.Entry(c.cache(), rows, c.tokens().length, start));
+            entries.add(new StepBatch.Entry(c.cache(), rows, c.tokens().length, start, c.endsPrompt()));
             rows += c.tokens().length;
             logitRows += c.allLogits() ? c.tokens().length : 1;
         }
