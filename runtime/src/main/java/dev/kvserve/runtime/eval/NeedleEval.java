@@ -102,7 +102,8 @@ public final class NeedleEval {
             NeedleTask.Sample sample = NeedleTask.generate(tok, length, depth, config.seed() + t, !control, config.cue());
             int[] prompt = mode == QuestionMode.PROMPT ? sample.prompt() : sample.haystack();
             try (PagedSequence seq = manager.open(policy)) {
-                float[] logits = model.forward(List.of(new SequenceChunk(seq, prompt, false)))[0];
+                // the prefill ends the prompt: one-time post-prompt decisions (SnapKV, D2O budgets, ClusterKV) happen here
+                float[] logits = model.forward(List.of(new SequenceChunk(seq, prompt, false, true)))[0];
                 peak = Math.max(peak, seq.bytesHeld());
                 if (mode == QuestionMode.DECODE) {
                     for (int q : sample.question()) {
