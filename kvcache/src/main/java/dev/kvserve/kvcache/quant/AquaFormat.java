@@ -36,10 +36,11 @@ import java.util.concurrent.ConcurrentHashMap;
  * then the fp16 prefix region. Eviction rules that drop or merge tokens are not supported with this
  * format (predictions need every layer to hold the same tokens).
  */
-public final class AquaFormat implements KvStorageFormat {
+public final class AquaFormat implements KvStorageFormat, CalibratedFormat {
 
     private final Params params;
     private final String file;
+    private final ModelIdentity identity;
     private final AquaCalibration cal;
     private final int prefix;
     private final int buffer;
@@ -47,7 +48,9 @@ public final class AquaFormat implements KvStorageFormat {
     public AquaFormat(Params params) {
         this.params = params;
         this.file = params.getString("calib");
-        this.cal = (AquaCalibration) CalibrationCache.load(file, QuantMethod.AQUA).calibration();
+        CalibrationFile.Loaded loaded = CalibrationCache.load(file, QuantMethod.AQUA);
+        this.cal = (AquaCalibration) loaded.calibration();
+        this.identity = loaded.identity();
         AquaConfig c = cal.config();
         QuantParamSpecs.mustMatch(params, "bits", c.bits(), file);
         QuantParamSpecs.mustMatch(params, "dim", c.gridDim(), file);
@@ -56,6 +59,16 @@ public final class AquaFormat implements KvStorageFormat {
         Object p = QuantParamSpecs.given(params, "prefix"), b = QuantParamSpecs.given(params, "buffer");
         this.prefix = p == null ? c.prefix() : (Integer) p;
         this.buffer = b == null ? c.buffer() : (Integer) b;
+    }
+
+    @Override
+    public String calibrationFile() {
+        return file;
+    }
+
+    @Override
+    public ModelIdentity calibratedFor() {
+        return identity;
     }
 
     @Override

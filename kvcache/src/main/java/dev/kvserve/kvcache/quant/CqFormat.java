@@ -29,17 +29,20 @@ import java.util.concurrent.ConcurrentHashMap;
  * and a token's score is the sum of its groups' entries. Pre-RoPE keys (default) are gathered from
  * their centroids and rotated per token; values are always gathered.
  */
-public final class CqFormat implements KvStorageFormat {
+public final class CqFormat implements KvStorageFormat, CalibratedFormat {
 
     private final Params params;
     private final String file;
+    private final ModelIdentity identity;
     private final CqCalibration cal;
     private final int window;
 
     public CqFormat(Params params) {
         this.params = params;
         this.file = params.getString("calib");
-        this.cal = (CqCalibration) CalibrationCache.load(file, QuantMethod.CQ).calibration();
+        CalibrationFile.Loaded loaded = CalibrationCache.load(file, QuantMethod.CQ);
+        this.cal = (CqCalibration) loaded.calibration();
+        this.identity = loaded.identity();
         CqConfig c = cal.config();
         QuantParamSpecs.mustMatch(params, "c", c.channels(), file);
         QuantParamSpecs.mustMatch(params, "bits", c.bits(), file);
@@ -49,6 +52,16 @@ public final class CqFormat implements KvStorageFormat {
         // The fp16 window does not change the centroids: it may differ from the calibration's.
         Object w = QuantParamSpecs.given(params, "window");
         this.window = w == null ? c.window() : (Integer) w;
+    }
+
+    @Override
+    public String calibrationFile() {
+        return file;
+    }
+
+    @Override
+    public ModelIdentity calibratedFor() {
+        return identity;
     }
 
     @Override

@@ -33,22 +33,35 @@ import java.util.concurrent.ConcurrentHashMap;
  * <p>A token re-written for one head ({@code LayerKv.rewrite}, e.g. a merging eviction rule) is encoded
  * against that token's stored zero point and range; its values outside the range become outliers.
  */
-public final class KvQuantFormat implements KvStorageFormat {
+public final class KvQuantFormat implements KvStorageFormat, CalibratedFormat {
 
     private final Params params;
     private final String file;
+    private final ModelIdentity identity;
     private final KvQuantCalibration cal;
 
     public KvQuantFormat(Params params) {
         this.params = params;
         this.file = params.getString("calib");
-        this.cal = (KvQuantCalibration) CalibrationCache.load(file, QuantMethod.KVQUANT).calibration();
+        CalibrationFile.Loaded loaded = CalibrationCache.load(file, QuantMethod.KVQUANT);
+        this.cal = (KvQuantCalibration) loaded.calibration();
+        this.identity = loaded.identity();
         KvQuantConfig c = cal.config();
         QuantParamSpecs.mustMatch(params, "bits", c.bits(), file);
         QuantParamSpecs.mustMatch(params, "outliers", c.outliers(), file);
         QuantParamSpecs.mustMatch(params, "fisher", c.fisher(), file);
         QuantParamSpecs.mustMatch(params, "sinks", c.sinks(), file);
         QuantParamSpecs.mustMatch(params, "qnorm", c.qNorm(), file);
+    }
+
+    @Override
+    public String calibrationFile() {
+        return file;
+    }
+
+    @Override
+    public ModelIdentity calibratedFor() {
+        return identity;
     }
 
     @Override

@@ -264,6 +264,13 @@ class QuantFormatTest {
         assertThatThrownBy(() -> KvCachePolicy.parse("cq:calib=" + file)).hasMessageContaining("holds a kvquant calibration");
         String cq = calibrate("cq", "c=8,bits=1");
         assertThat(KvCachePolicy.parse("cq:calib=" + cq + ",c=8,bits=1,window=32").toString()).contains("window=32");
+        WeightTensor otherWeights = new WeightTensor(ModelIdentity.DEFAULT_HASHED_TENSOR, GgmlType.F32, new long[] {2, 1},
+                Arena.ofAuto().allocate(8));
+        assertThatThrownBy(() -> CalibratedFormat.checkModel(p, ModelIdentity.of("llama", GEO, otherWeights)))
+                .hasMessageContaining("was made for a different model").hasMessageContaining("SHA-256");
+        WeightTensor same = new WeightTensor(ModelIdentity.DEFAULT_HASHED_TENSOR, GgmlType.F32, new long[] {4, 1}, Arena.ofAuto().allocate(16));
+        CalibratedFormat.checkModel(p, ModelIdentity.of("llama", GEO, same));
+        CalibratedFormat.checkModel(KvCachePolicy.parse("fp16"), ModelIdentity.of("llama", GEO, otherWeights));
         KvGeometry other = Fixtures.geometry(3, 4, 4, 4);
         try (KvCacheManager m = new KvCacheManager(other, 1 << 20, BLOCK)) {
             assertThatThrownBy(() -> m.open("kvquant:calib=" + file)).hasMessageContaining("was made for a model with 3 layers, 4 heads, 2 KV heads");
