@@ -121,7 +121,7 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /** The tokenizer a model file carries: tokenizer.json beside a Hugging Face checkpoint, else GGUF metadata. */
-    static Tokenizer tokenizerOf(Map<String, Object> md) {
+    public static Tokenizer tokenizerOf(Map<String, Object> md) {
         Object json = md.get("kvserve.hf.tokenizer_json");
         if (json != null) {
             Object cfg = md.get("kvserve.hf.tokenizer_config");
