@@ -1,5 +1,6 @@
 package dev.kvserve.bench;
 
+import dev.kvserve.http.ServeBenchCommand;
 import dev.kvserve.http.cli.ProgressBar;
 import dev.kvserve.kernels.Backend;
 import dev.kvserve.kernels.Backends;
@@ -25,15 +26,17 @@ import picocli.CommandLine.Option;
  * times pp (one batched prefill of {@code p} tokens into an empty cache) and tg ({@code n}
  * single-token decode steps from an empty cache), each over {@code -r} repetitions after warm-up
  * ones, and prints mean ± standard deviation of tokens/s. Tokens are seeded random ids, as
- * llama-bench's are. Subcommands (such as {@code bench serve}) measure other things.
+ * llama-bench's are. Its subcommand {@code bench serve} ({@link ServeBenchCommand}) load-tests a running server.
  */
-@Command(name = "bench", mixinStandardHelpOptions = true,
+@Command(name = "bench", mixinStandardHelpOptions = true, subcommands = ServeBenchCommand.class,
         description = {"Prompt processing (pp) and generation (tg) speed, like llama-bench.",
                 "",
                 "pp: one batched prefill of -p random tokens into an empty cache; tg: -n single-token decode steps from",
                 "an empty cache. Mean ± stddev of tokens/s over -r repetitions after --warmup untimed ones. tg rows also",
                 "show the weight bytes one decode step reads and the bandwidth that implies, to hold against the",
-                "machine's memory bandwidth. Progress goes to stderr."})
+                "machine's memory bandwidth. Progress goes to stderr.",
+                "",
+                "kvserve bench serve --help: load-test a running server instead (throughput, TTFT, TPOT)."})
 public final class BenchCommand implements Callable<Integer> {
 
     @CommandLine.Spec

@@ -34,7 +34,12 @@ class CommandsTest {
 
     @Test
     void theCliFindsBothCommandsThroughTheServiceLoader() {
-        assertThat(KvServeCli.commandLine().getSubcommands()).containsKeys("bench", "kv-eval");
+        CommandLine cli = KvServeCli.commandLine();
+        assertThat(cli.getSubcommands()).containsKeys("bench", "kv-eval");
+        assertThat(cli.getSubcommands().get("bench").getSubcommands()).containsKey("serve");
+        Run help = run("bench", "serve", "--help");
+        assertThat(help.code()).isZero();
+        assertThat(help.out()).contains("--concurrency");
     }
 
     @Test
