@@ -20,6 +20,10 @@ import java.lang.foreign.MemorySegment;
  * too, so they must not belong to a confined arena: map model files with {@link Arena#ofShared},
  * {@link Arena#global} or {@link Arena#ofAuto}.
  *
+ * <p>Until C2 has compiled a kernel, its vector operations run as heap objects, far slower;
+ * {@link #upload} therefore warms up the kernels of every large weight's type once per JVM (see
+ * {@link #warmUp}).
+ *
  * <p>Not thread-safe, as {@link Backend} specifies: one caller at a time.
  */
 public final class CpuBackend implements Backend {
