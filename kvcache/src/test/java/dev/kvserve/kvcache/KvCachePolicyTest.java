@@ -44,7 +44,7 @@ class KvCachePolicyTest {
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
             "'' | empty KV policy spec",
-            "fp8 | unknown KV policy method 'fp8'; valid: storage formats: fp16, fp32, int4:group=head",
+            "fp8 | unknown KV policy method 'fp8'; valid: storage formats: ",
             "int4:grp=32 | unknown parameter 'grp' for 'int4'; valid: group (an integer >= 1 or 'head', default head)",
             "int4:group=x | bad value 'x' for parameter 'group' of 'int4': not an integer, expected an integer >= 1 or 'head'",
             "int4:group=0 | bad value '0' for parameter 'group' of 'int4'",

@@ -149,7 +149,9 @@ final class EngineLoop implements Runnable {
                 g.admitted = true;
                 unadmitted.decrementAndGet();
             }
-            chunks.add(new StepModel.Chunk(item.seq().kv(), item.tokens()));
+            // The chunk whose logits sample the first token after a (re)prefill ends the prompt.
+            boolean endsPrompt = item.samples() && (item.seq().generatedCount() == 0 || item.count() > 1);
+            chunks.add(new StepModel.Chunk(item.seq().kv(), item.tokens(), endsPrompt));
         }
         float[][] logits;
         try {

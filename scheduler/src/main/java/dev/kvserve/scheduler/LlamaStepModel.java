@@ -36,7 +36,7 @@ final class LlamaStepModel implements StepModel {
     @Override
     public float[][] forward(List<Chunk> chunks) {
         var sequenceChunks = new ArrayList<SequenceChunk>(chunks.size());
-        for (Chunk c : chunks) sequenceChunks.add(new SequenceChunk(c.cache(), c.tokens(), false));
+        for (Chunk c : chunks) sequenceChunks.add(new SequenceChunk(c.cache(), c.tokens(), false, c.endsPrompt()));
         return model.forward(sequenceChunks);
     }
 

@@ -27,5 +27,9 @@ interface StepModel extends AutoCloseable {
     void close();
 
     /** Tokens of one sequence in a step. */
-    record Chunk(SequenceKv cache, int[] tokens) {}
+    record Chunk(SequenceKv cache, int[] tokens, boolean endsPrompt) {
+        Chunk(SequenceKv cache, int[] tokens) {
+            this(cache, tokens, false);
+        }
+    }
 }

@@ -12,6 +12,7 @@ import org.openjdk.jmh.runner.Runner;
 import org.openjdk.jmh.runner.RunnerException;
 import org.openjdk.jmh.runner.options.Options;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
+import org.openjdk.jmh.runner.options.TimeValue;
 
 /**
  * Runs {@link BandwidthBench} and {@link MatmulBench} and prints weight GB/s per type, shape,
@@ -39,6 +40,8 @@ public final class BenchReport {
 
         OptionsBuilder mm = new OptionsBuilder();
         mm.include(MatmulBench.class.getSimpleName());
+        // Short runs: the kernels are warmed up in setup, and the machine is shared.
+        mm.warmupIterations(2).warmupTime(TimeValue.seconds(1)).measurementIterations(3).measurementTime(TimeValue.seconds(1));
         if (args.length > 0) mm.param("type", args[0].split(","));
         if (args.length > 1) mm.param("shape", args[1].split(","));
         if (args.length > 2) mm.param("batch", args[2].split(","));

@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 /** The {@code kvserve} command line: one entry point, a subcommand per job. */
 @Command(name = "kvserve", mixinStandardHelpOptions = true, version = "kvserve 0.1.0",
         description = "LLM serving runtime built around a compressed, paged KV cache.",
-        subcommands = {dev.kvserve.http.ServeCommand.class, GenerateCommand.class, PerplexityCommand.class, SynthCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {dev.kvserve.http.ServeCommand.class, GenerateCommand.class, PerplexityCommand.class, CalibrateCommand.class, SynthCommand.class, CommandLine.HelpCommand.class})
 public final class KvServeCli implements Runnable {
 
     @CommandLine.Spec

@@ -96,4 +96,14 @@ final class Bf16Kernel extends WeightKernel {
         out.setAtIndex(F32, oi + 3 * os, s3);
     }
 
+
+    @Override
+    void decodeRow(MemorySegment w, long row, float[] dst, int cols) {
+        int c = 0;
+        for (int end = cols - FL; c <= end; c += FL) {
+            ((IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * c, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, c);
+        }
+        for (; c < cols; c++) dst[c] = Float.intBitsToFloat((w.get(LE_SHORT, row + 2L * c) & 0xffff) << 16);
+    }
 }

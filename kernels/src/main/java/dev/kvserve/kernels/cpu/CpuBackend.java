@@ -20,6 +20,10 @@ import java.lang.foreign.MemorySegment;
  * too, so they must not belong to a confined arena: map model files with {@link Arena#ofShared},
  * {@link Arena#global} or {@link Arena#ofAuto}.
  *
+ * <p>Until C2 has compiled a kernel, its vector operations run as heap objects, far slower;
+ * {@link #upload} therefore warms up the kernels of every large weight's type once per JVM (see
+ * {@link #warmUp}).
+ *
  * <p>Not thread-safe, as {@link Backend} specifies: one caller at a time.
  */
 public final class CpuBackend implements Backend {
@@ -37,7 +41,11 @@ public final class CpuBackend implements Backend {
     private float[] activations = new float[0];
     private float[] sums = new float[0];
     private float[] rowBuffer = new float[0];
-    private RopeTable ropeTable;
+    /**
+     * cos/sin tables, one per distinct config (a model uses one or two). Looked up by value:
+     * RopeConfig holds an array, so its equals() is identity for configs with frequency factors.
+     */
+    private final java.util.List<RopeTable> ropeTables = new java.util.ArrayList<>();
     private boolean closed;
 
     /** A backend using every available processor. */
@@ -163,7 +171,18 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException(positions.length + " positions for a batch of " + batch);
         }
         checkFloats(x, (long) batch * heads * headDim, "rope input");
-        if (ropeTable == null || !ropeTable.config().equals(rope)) ropeTable = new RopeTable(rope);
+        RopeTable ropeTable = null;
+        for (RopeTable t : ropeTables) {
+            if (t.matches(rope)) {
+                ropeTable = t;
+                break;
+            }
+        }
+        if (ropeTable == null) {
+            if (ropeTables.size() >= 8) ropeTables.clear();
+            ropeTable = new RopeTable(rope);
+            ropeTables.add(ropeTable);
+        }
         int half = rope.dims() / 2;
         boolean neox = rope.neox();
         for (int b = 0; b < batch; b++) {

@@ -90,4 +90,17 @@ final class F16Kernel extends WeightKernel {
         out.setAtIndex(F32, oi + 2 * os, s2);
         out.setAtIndex(F32, oi + 3 * os, s3);
     }
+
+    @Override
+    void decodeRow(MemorySegment w, long row, float[] dst, int cols) {
+        int c = 0;
+        for (int end = cols - FL; c <= end; c += FL) {
+            IntVector h0 = (IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * c, LE).convertShape(VectorOperators.S2I, I, 0);
+            IntVector m0 = h0.and(0x7fff).lanewise(VectorOperators.LSHL, 13);
+            IntVector b0 = m0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts()
+                    .blend(m0.or(0x7f800000), m0.compare(VectorOperators.GE, 0x0f800000));
+            b0.or(h0.and(0x80000000)).reinterpretAsFloats().intoArray(dst, c);
+        }
+        for (; c < cols; c++) dst[c] = Float.float16ToFloat(w.get(LE_SHORT, row + 2L * c));
+    }
 }

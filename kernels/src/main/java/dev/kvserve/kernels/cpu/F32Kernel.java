@@ -78,4 +78,9 @@ final class F32Kernel extends WeightKernel {
         out.setAtIndex(F32, oi + 2 * os, s2);
         out.setAtIndex(F32, oi + 3 * os, s3);
     }
+
+    @Override
+    void decodeRow(MemorySegment w, long row, float[] dst, int cols) {
+        MemorySegment.copy(w, F32, row, dst, 0, cols);
+    }
 }

@@ -60,13 +60,17 @@ final class KernelWarmup {
             WeightKernel kernel = WeightKernel.of(type);
             long rowBytes = type.bytesFor(cols);
             float[] sink = new float[1];
+            float[] tile = new float[cols];
             untilCompiled(() -> {
                 for (int i = 0; i < ROUND; i++) {
                     long row = (i & 1) * rowBytes;
                     sink[0] += kernel.dot(w, row, x, 0, sums, 0, cols);
                     kernel.dot4(w, row, x, 0, cols, sums, 0, cols / 32, cols, out, 0, 2);
+                    kernel.decodeRow(w, row, tile, cols);
+                    TileKernel.dot4(tile, x, 0, cols, cols, out, 1, 2);
+                    sink[0] += TileKernel.dot(tile, x, 4 * cols, cols);
                 }
-            }, (long) ROUND * 5 * cols);
+            }, (long) ROUND * 10 * cols);
             if (Float.isNaN(sink[0])) throw new IllegalStateException("warm-up of " + type + " produced NaN");
         }
     }

@@ -8,13 +8,22 @@ import java.lang.foreign.MemorySegment;
  *
  * <p>Order of work inside a chunk, for batch > 1: activation rows are taken in groups that fit
  * in L2 ({@link #xGroup} rows); for each group every weight row of the chunk is read once and
- * dotted with the group four activation rows at a time ({@link WeightKernel#dot4}). A weight row
- * therefore crosses the memory bus once per group (once in all for decode-sized batches), and
- * its decode work is shared by four rows; the activations it meets are hot in cache.
+ * dotted with the group four activation rows at a time. A weight row therefore crosses the memory
+ * bus once per group (once in all for decode-sized batches), and the activations it meets are hot
+ * in cache. Small groups use the fused {@link WeightKernel#dot4}, which shares one decode among
+ * four rows; groups of {@value #TILE_MIN_ROWS} or more decode the row once into an L1 tile
+ * ({@link WeightKernel#decodeRow}) and share it among all their rows ({@link TileKernel}).
  */
 final class MatmulTask implements CpuThreadPool.Task {
     /** Bytes of activations a group may take: half of a 1 MiB L2, leaving room for weights. */
     private static final int GROUP_BYTES = 512 * 1024;
+    /**
+     * From this many activation rows in a group on, a weight row is decoded once into a float
+     * tile and every row of the group is run against the tile; below it, the fused four-row
+     * kernels (which decode once per four rows but skip the tile's store and reload) win.
+     */
+    private static final int TILE_MIN_ROWS = 16;
+    private static final ThreadLocal<float[][]> TILES = ThreadLocal.withInitial(() -> new float[1][0]);
 
     WeightKernel kernel;
     MemorySegment weights;
@@ -68,9 +77,20 @@ final class MatmulTask implements CpuThreadPool.Task {
         }
         for (int g0 = 0; g0 < batch; g0 += xGroup) {
             int g1 = Math.min(batch, g0 + xGroup);
+            float[] tile = g1 - g0 >= TILE_MIN_ROWS ? tile(cols) : null;
             for (int r = r0; r < r1; r++) {
                 long rowOffset = r * rowBytes;
                 int b = g0;
+                if (tile != null) {
+                    k.decodeRow(w, rowOffset, tile, cols);
+                    for (; b + 4 <= g1; b += 4) {
+                        TileKernel.dot4(tile, xs, b * cols, cols, cols, out, (long) b * rows + r, rows);
+                    }
+                    for (; b < g1; b++) {
+                        out.setAtIndex(Vec.F32, (long) b * rows + r, TileKernel.dot(tile, xs, b * cols, cols));
+                    }
+                    continue;
+                }
                 for (; b + 4 <= g1; b += 4) {
                     k.dot4(w, rowOffset, xs, b * cols, cols, sums, b * sumsStride, sumsStride, cols,
                             out, (long) b * rows + r, rows);
@@ -81,5 +101,11 @@ final class MatmulTask implements CpuThreadPool.Task {
                 }
             }
         }
+    }
+
+    private static float[] tile(int cols) {
+        float[][] holder = TILES.get();
+        if (holder[0].length < cols) holder[0] = new float[cols];
+        return holder[0];
     }
 }

@@ -105,4 +105,19 @@ final class Q4_0Kernel extends WeightKernel {
         out.setAtIndex(F32, oi + 2 * os, a2.add(b2).reduceLanes(VectorOperators.ADD));
         out.setAtIndex(F32, oi + 3 * os, a3.add(b3).reduceLanes(VectorOperators.ADD));
     }
+
+    @Override
+    void decodeRow(MemorySegment w, long row, float[] dst, int cols) {
+        for (int b = 0; b < cols / 32; b++) {
+            long o = row + (long) BLOCK_BYTES * b;
+            float d = Float.float16ToFloat(w.get(LE_SHORT, o));
+            FloatVector scale = FloatVector.broadcast(F, d);
+            FloatVector bias = FloatVector.broadcast(F, -8f * d);
+            for (int j = 0; j < 16; j += FL) {
+                IntVector q = loadInts(w, o + 2 + j);
+                intsToFloats(q.and(15)).fma(scale, bias).intoArray(dst, 32 * b + j);
+                intsToFloats(q.lanewise(VectorOperators.LSHR, 4).and(15)).fma(scale, bias).intoArray(dst, 32 * b + 16 + j);
+            }
+        }
+    }
 }

@@ -129,4 +129,27 @@ final class Q4_KKernel extends WeightKernel {
         out.setAtIndex(F32, oi + 2 * os, a2.add(b2).reduceLanes(VectorOperators.ADD));
         out.setAtIndex(F32, oi + 3 * os, a3.add(b3).reduceLanes(VectorOperators.ADD));
     }
+
+    @Override
+    void decodeRow(MemorySegment w, long row, float[] dst, int cols) {
+        for (int sb = 0; sb < cols / 256; sb++) {
+            long o = row + (long) BLOCK_BYTES * sb;
+            float d = Float.float16ToFloat(w.get(LE_SHORT, o));
+            float dmin = Float.float16ToFloat(w.get(LE_SHORT, o + 2));
+            long lo = w.get(LE_LONG, o + 4);
+            int hi = w.get(LE_INT, o + 12);
+            for (int c = 0; c < 4; c++) {
+                FloatVector scaleLo = FloatVector.broadcast(F, d * scale(lo, hi, 2 * c));
+                FloatVector minLo = FloatVector.broadcast(F, -dmin * min(lo, hi, 2 * c));
+                FloatVector scaleHi = FloatVector.broadcast(F, d * scale(lo, hi, 2 * c + 1));
+                FloatVector minHi = FloatVector.broadcast(F, -dmin * min(lo, hi, 2 * c + 1));
+                int base = 256 * sb + 64 * c;
+                for (int j = 0; j < 32; j += FL) {
+                    IntVector bytes = loadInts(w, o + 16 + 32L * c + j);
+                    intsToFloats(bytes.and(15)).fma(scaleLo, minLo).intoArray(dst, base + j);
+                    intsToFloats(bytes.lanewise(VectorOperators.LSHR, 4).and(15)).fma(scaleHi, minHi).intoArray(dst, base + 32 + j);
+                }
+            }
+        }
+    }
 }

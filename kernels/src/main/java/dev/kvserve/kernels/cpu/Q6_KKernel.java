@@ -37,7 +37,7 @@ final class Q6_KKernel extends WeightKernel {
         float[] tile = TILE.get();
         FloatVector acc0 = FloatVector.zero(F), acc1 = acc0, acc2 = acc0, acc3 = acc0;
         for (int sb = 0; sb < cols / 256; sb++) {
-            decode(w, row + (long) BLOCK_BYTES * sb, tile);
+            decode(w, row + (long) BLOCK_BYTES * sb, tile, 0);
             int xb = xo + 256 * sb;
             for (int i = 0; i < 256; i += 4 * FL) {
                 acc0 = FloatVector.fromArray(F, tile, i).fma(FloatVector.fromArray(F, x, xb + i), acc0);
@@ -56,7 +56,7 @@ final class Q6_KKernel extends WeightKernel {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         for (int sb = 0; sb < cols / 256; sb++) {
-            decode(w, row + (long) BLOCK_BYTES * sb, tile);
+            decode(w, row + (long) BLOCK_BYTES * sb, tile, 0);
             int xb = xo + 256 * sb;
             for (int i = 0; i < 256; i += 2 * FL) {
                 FloatVector w0 = FloatVector.fromArray(F, tile, i);
@@ -79,11 +79,11 @@ final class Q6_KKernel extends WeightKernel {
     }
 
     /**
-     * Decodes the super-block at {@code o} into {@code tile[0..256)}. Quarter g (0..3) of half h
+     * Decodes the super-block at {@code o} into {@code tile[to..to+256)}. Quarter g (0..3) of half h
      * takes its low 4 bits from ql[64h + 32·(g&1) + l] (low nibble for g < 2, high for g ≥ 2)
      * and its top 2 bits from bits 2g..2g+1 of qh[32h + l]; each run of 16 has its own scale.
      */
-    private static void decode(MemorySegment w, long o, float[] tile) {
+    private static void decode(MemorySegment w, long o, float[] tile, int to) {
         float d = Float.float16ToFloat(w.get(LE_SHORT, o + 208));
         for (int h = 0; h < 2; h++) {
             for (int g = 0; g < 4; g++) {
@@ -96,9 +96,14 @@ final class Q6_KKernel extends WeightKernel {
                     IntVector low = loadInts(w, ql + l).lanewise(VectorOperators.LSHR, nibbleShift).and(15);
                     IntVector high = loadInts(w, qh + l).lanewise(VectorOperators.LSHR, highShift).and(3)
                             .lanewise(VectorOperators.LSHL, 4);
-                    intsToFloats(low.or(high).sub(32)).mul(scale).intoArray(tile, 128 * h + 32 * g + l);
+                    intsToFloats(low.or(high).sub(32)).mul(scale).intoArray(tile, to + 128 * h + 32 * g + l);
                 }
             }
         }
+    }
+
+    @Override
+    void decodeRow(MemorySegment w, long row, float[] dst, int cols) {
+        for (int sb = 0; sb < cols / 256; sb++) decode(w, row + (long) BLOCK_BYTES * sb, dst, 256 * sb);
     }
 }

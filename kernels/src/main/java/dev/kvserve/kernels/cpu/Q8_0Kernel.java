@@ -81,4 +81,15 @@ final class Q8_0Kernel extends WeightKernel {
         out.setAtIndex(F32, oi + 2 * os, a2.add(b2).reduceLanes(VectorOperators.ADD));
         out.setAtIndex(F32, oi + 3 * os, a3.add(b3).reduceLanes(VectorOperators.ADD));
     }
+
+    @Override
+    void decodeRow(MemorySegment w, long row, float[] dst, int cols) {
+        for (int b = 0; b < cols / 32; b++) {
+            long o = row + (long) BLOCK_BYTES * b;
+            float d = Float.float16ToFloat(w.get(LE_SHORT, o));
+            for (int j = 0; j < 32; j += FL) {
+                toFloats(ByteVector.fromMemorySegment(B, w, o + 2 + j, LE)).mul(d).intoArray(dst, 32 * b + j);
+            }
+        }
+    }
 }

@@ -22,8 +22,14 @@ final class RopeTable {
         this.half = rope.dims() / 2;
     }
 
-    RopeConfig config() {
-        return rope;
+    /** Whether this table was built for a config with the same values as {@code other}. */
+    boolean matches(RopeConfig other) {
+        return rope == other
+                || rope.dims() == other.dims()
+                && Float.compare(rope.freqBase(), other.freqBase()) == 0
+                && Float.compare(rope.freqScale(), other.freqScale()) == 0
+                && rope.neox() == other.neox()
+                && Arrays.equals(rope.freqFactors(), other.freqFactors());
     }
 
     /** The page holding {@code position}; the entry of pair i is at {@link #offset} + 2i. */

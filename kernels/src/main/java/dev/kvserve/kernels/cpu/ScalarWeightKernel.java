@@ -39,4 +39,9 @@ final class ScalarWeightKernel extends WeightKernel {
             out.setAtIndex(Vec.F32, outIndex + k * outStride, sum);
         }
     }
+
+    @Override
+    void decodeRow(MemorySegment w, long rowOffset, float[] dst, int cols) {
+        GgmlQuantize.dequantizeRow(type, w, rowOffset, dst, 0, cols);
+    }
 }

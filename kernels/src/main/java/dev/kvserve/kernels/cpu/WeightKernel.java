@@ -31,6 +31,14 @@ abstract class WeightKernel {
                        float[] xSums, int sumsOffset, int sumsStride, int cols,
                        MemorySegment out, long outIndex, long outStride);
 
+    /**
+     * Decodes the {@code cols} values of the weight row at byte {@code rowOffset} into
+     * {@code dst[0..cols)}. Large batches decode a row once into this L1-resident tile and run
+     * every activation row against it ({@link TileKernel}), instead of decoding it again for
+     * every four rows.
+     */
+    abstract void decodeRow(MemorySegment w, long rowOffset, float[] dst, int cols);
+
     /** Whether {@link #dot} reads {@code xSums}. */
     boolean needsSums() {
         return false;

@@ -72,7 +72,7 @@ class CpuBackendTest {
             };
             for (int cols : colChoices) {
                 for (int rows : new int[] {1, 17}) {
-                    for (int batch : new int[] {1, 3, 4, 5, 9}) cases.add(Arguments.of(type, cols, rows, batch));
+                    for (int batch : new int[] {1, 3, 4, 5, 9, 17}) cases.add(Arguments.of(type, cols, rows, batch));
                 }
             }
             // Long rows; and a matrix large enough to be split over both threads.
@@ -109,6 +109,22 @@ class CpuBackendTest {
                 assertThat((double) Math.abs(got - want))
                         .as("row %d batch row %d: got %s want %s", r, b, got, want)
                         .isLessThanOrEqualTo(2e-6 * magnitude + 1e-30);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource({"F32, 37", "F16, 37", "BF16, 37", "Q8_0, 96", "Q4_0, 96", "Q4_K, 512", "Q6_K, 512"})
+    void decodeRowMatchesTheScalarDecoder(GgmlType type, int cols) {
+        float[] values = gaussian(new Random(type.ordinal() + 99), 3 * cols, 0.1f);
+        MemorySegment data = GgmlQuantize.quantize(type, values, cols, arena);
+        float[] want = new float[cols];
+        float[] got = new float[cols];
+        for (int r = 0; r < 3; r++) {
+            GgmlQuantize.dequantizeRow(type, data, r * type.bytesFor(cols), want, 0, cols);
+            WeightKernel.of(type).decodeRow(data, r * type.bytesFor(cols), got, cols);
+            for (int c = 0; c < cols; c++) {
+                assertThat(got[c]).as("row %d col %d", r, c).isCloseTo(want[c], org.assertj.core.data.Offset.offset(1e-6f * Math.abs(want[c]) + 1e-9f));
             }
         }
     }
@@ -205,6 +221,24 @@ class CpuBackendTest {
         ScalarKernels.rope(expected, positions, heads, headDim, rope, batch);
         backend.rope(x, positions, heads, headDim, rope, batch);
         assertClose(x, expected, heads * headDim * batch, 1e-6, 1e-6);
+    }
+
+    @Test
+    void ropeAppliesLlama3FrequencyFactors() {
+        float[] factors = {1f, 2f, 4f, 8f, 16f, 32f, 64f, 128f};
+        RopeConfig rope = new RopeConfig(16, 500000f, 1f, false, factors);
+        int[] positions = {3, 700};
+        MemorySegment x = floats(gaussian(new Random(9), 2 * 2 * 16, 1f));
+        MemorySegment expected = copyOf(x);
+        ScalarKernels.rope(expected, positions, 2, 16, rope, 2);
+        backend.rope(x, positions, 2, 16, rope, 2);
+        assertClose(x, expected, 2 * 2 * 16, 1e-6, 1e-6);
+        // An equal config in a new instance (its own array) must give the same rotation.
+        MemorySegment y = copyOf(expected);
+        MemorySegment z = copyOf(expected);
+        backend.rope(y, positions, 2, 16, new RopeConfig(16, 500000f, 1f, false, factors.clone()), 2);
+        ScalarKernels.rope(z, positions, 2, 16, rope, 2);
+        assertClose(y, z, 2 * 2 * 16, 1e-6, 1e-6);
     }
 
     @Test

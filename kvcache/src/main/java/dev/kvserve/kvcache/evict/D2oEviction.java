@@ -5,7 +5,12 @@ import dev.kvserve.kvcache.Lanes;
 import dev.kvserve.kvcache.LayerKv;
 import dev.kvserve.kvcache.QueryRows;
 import dev.kvserve.kvcache.policy.Params;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * D2O (Wan et al., "D2O: Dynamic Discriminative Operations for Efficient Long-Context Inference of
@@ -53,7 +58,7 @@ public final class D2oEviction implements EvictionPolicy {
         this.skip = (LayerSet) params.values().get("skip");
         this.alpha = params.getDouble("alpha");
         this.beta = params.getDouble("beta");
-        this.merge = Merge.valueOf(params.getString("merge").toUpperCase(java.util.Locale.ROOT));
+        this.merge = Merge.valueOf(params.getString("merge").toUpperCase(Locale.ROOT));
     }
 
     @Override
@@ -73,8 +78,7 @@ public final class D2oEviction implements EvictionPolicy {
 
     @Override
     public int maxRetainedTokens(int layer, int tokens, int stepTokens) {
-        if (L2NormEviction.mightSkip(skip, layer)) return tokens + stepTokens;
-        // a layer's ratio can reach min(1, L·ρ); the layer count is unknown here, so bound by the sequence
+        // a layer's share is decided at run time and may reach the whole sequence (ratio clamp 1.0)
         return tokens + stepTokens;
     }
 
@@ -264,9 +268,9 @@ public final class D2oEviction implements EvictionPolicy {
         /** Merges every victim with similarity >= threshold into its most similar retained token. */
         private void mergeInto(LayerKv kv, int h, int[] victims, double[] sim, int[] target, double threshold) {
             int d = g.headDim();
-            java.util.Map<Integer, java.util.List<Integer>> groups = new java.util.TreeMap<>();
+            Map<Integer, List<Integer>> groups = new TreeMap<>();
             for (int e = 0; e < victims.length; e++) {
-                if (target[e] >= 0 && sim[e] >= threshold) groups.computeIfAbsent(target[e], x -> new java.util.ArrayList<>()).add(e);
+                if (target[e] >= 0 && sim[e] >= threshold) groups.computeIfAbsent(target[e], x -> new ArrayList<>()).add(e);
             }
             float[] k = new float[d], v = new float[d], ek = new float[d], ev = new float[d];
             for (var entry : groups.entrySet()) {

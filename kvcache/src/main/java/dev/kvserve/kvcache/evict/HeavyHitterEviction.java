@@ -5,6 +5,7 @@ import dev.kvserve.kvcache.Lanes;
 import dev.kvserve.kvcache.LayerKv;
 import dev.kvserve.kvcache.QueryRows;
 import dev.kvserve.kvcache.policy.Params;
+import java.util.Locale;
 
 /**
  * H2O (Zhang et al., "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language
@@ -29,7 +30,7 @@ public final class HeavyHitterEviction implements EvictionPolicy {
         this.budget = (Budget) params.values().get("budget");
         this.window = (Budget) params.values().get("window");
         this.sinks = params.getInt("sinks");
-        this.reduction = AttentionWeights.Reduction.valueOf(params.getString("reduce").toUpperCase(java.util.Locale.ROOT));
+        this.reduction = AttentionWeights.Reduction.valueOf(params.getString("reduce").toUpperCase(Locale.ROOT));
     }
 
     @Override

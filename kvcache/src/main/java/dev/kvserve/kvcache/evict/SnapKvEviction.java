@@ -16,12 +16,14 @@ import dev.kvserve.kvcache.policy.Params;
  * the heads of a GQA group average their votes (as kvpress does for GQA) and each KV head keeps the
  * {@code budget - window} prefix tokens with the most votes plus the window. Decoding then proceeds
  * without further compression. The window's queries are kept from the prompt steps, so the votes do
- * not depend on how the prompt was chunked.
+ * not depend on how the prompt was chunked. {@code sinks} (0 by default: SnapKV has none) first
+ * tokens may be kept besides, within the budget.
  */
 public final class SnapKvEviction implements EvictionPolicy {
 
     private final Params params;
     private final Budget budget;
+    private final int sinks;
     private final int window;
     private final int kernel;
     private final boolean maxPool;
@@ -29,6 +31,7 @@ public final class SnapKvEviction implements EvictionPolicy {
     public SnapKvEviction(Params params) {
         this.params = params;
         this.budget = (Budget) params.values().get("budget");
+        this.sinks = params.getInt("sinks");
         this.window = params.getInt("window");
         this.kernel = params.getInt("kernel");
         this.maxPool = params.getString("pooling").equals("max");
@@ -181,7 +184,7 @@ public final class SnapKvEviction implements EvictionPolicy {
                     for (int p = 0; p < prefix; p++) votes[p] += pooled[p] / group;
                 }
                 int head = h;
-                Retention.Protection keepWindow = new Retention.Protection(0, prefix);
+                Retention.Protection keepWindow = new Retention.Protection(sinks, prefix);
                 Retention.evictDownTo(kv, h, keepPrefix + kv.liveTokens(h) - livePrefix(kv, h, prefix), keepWindow,
                         s -> votes[kv.position(head, s)]);
             }

@@ -20,7 +20,7 @@ class TokenMethodSpecTest {
             "hashevict | fp32+hashevict:budget=0.5,sinks=4,window=10,bits=16,score=current,seed=0",
             "d2o | fp32+d2o:budget=0.2,window=0.1,sinks=4,skip=0;1;-1,alpha=0.5,beta=0.5,merge=paper",
             "h2o | fp32+h2o:budget=0.2,window=0.1,sinks=0,reduce=sum",
-            "snapkv | fp32+snapkv:budget=2048,window=32,kernel=5,pooling=avg",
+            "snapkv | fp32+snapkv:budget=2048,sinks=0,window=32,kernel=5,pooling=avg",
             "quest | fp32+quest:budget=1024,page=16,skip=0;1",
             "clusterkv | fp32+clusterkv:budget=1024,sinks=16,clusters=400,iterations=20,window=320,window_clusters=8,skip=0;1,gqa=head,seed=0",
             "int4+clusterkv:budget=256 | int4:group=head+clusterkv:budget=256,sinks=16,clusters=400,iterations=20,window=320,window_clusters=8,skip=0;1,gqa=head,seed=0",

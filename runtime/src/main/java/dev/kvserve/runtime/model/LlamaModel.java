@@ -121,7 +121,7 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /** The tokenizer a model file carries: tokenizer.json beside a Hugging Face checkpoint, else GGUF metadata. */
-    static Tokenizer tokenizerOf(Map<String, Object> md) {
+    public static Tokenizer tokenizerOf(Map<String, Object> md) {
         Object json = md.get("kvserve.hf.tokenizer_json");
         if (json != null) {
             Object cfg = md.get("kvserve.hf.tokenizer_config");
@@ -156,7 +156,7 @@ public final class LlamaModel implements AutoCloseable {
                 throw new IllegalArgumentException("sequence would reach " + (start + c.tokens().length)
                         + " tokens; the model's context is " + config.contextLength());
             }
-            entries.add(new StepBatch.Entry(c.cache(), rows, c.tokens().length, start));
+            entries.add(new StepBatch.Entry(c.cache(), rows, c.tokens().length, start, c.endsPrompt()));
             rows += c.tokens().length;
             logitRows += c.allLogits() ? c.tokens().length : 1;
         }

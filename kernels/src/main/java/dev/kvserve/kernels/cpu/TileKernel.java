@@ -1,0 +1,77 @@
+package dev.kvserve.kernels.cpu;
+
+import static dev.kvserve.kernels.cpu.Vec.F;
+import static dev.kvserve.kernels.cpu.Vec.F32;
+import static dev.kvserve.kernels.cpu.Vec.FL;
+
+import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Dots of one decoded weight row (a float tile in L1, see {@link WeightKernel#decodeRow}) with
+ * activation rows: the inner loop of large-batch matmuls, the same for every weight type.
+ */
+final class TileKernel {
+    private TileKernel() {}
+
+    static float dot(float[] tile, float[] x, int xo, int cols) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        for (int end = cols - 4 * FL; c <= end; c += 4 * FL) {
+            a0 = FloatVector.fromArray(F, tile, c).fma(FloatVector.fromArray(F, x, xo + c), a0);
+            a1 = FloatVector.fromArray(F, tile, c + FL).fma(FloatVector.fromArray(F, x, xo + c + FL), a1);
+            a2 = FloatVector.fromArray(F, tile, c + 2 * FL).fma(FloatVector.fromArray(F, x, xo + c + 2 * FL), a2);
+            a3 = FloatVector.fromArray(F, tile, c + 3 * FL).fma(FloatVector.fromArray(F, x, xo + c + 3 * FL), a3);
+        }
+        for (int end = cols - FL; c <= end; c += FL) {
+            a0 = FloatVector.fromArray(F, tile, c).fma(FloatVector.fromArray(F, x, xo + c), a0);
+        }
+        float sum = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) sum += tile[c] * x[xo + c];
+        return sum;
+    }
+
+    /** Four rows of x (at xo + k·xs) against the tile, written to out[oi + k·os]. */
+    static void dot4(float[] tile, float[] x, int xo, int xs, int cols, MemorySegment out, long oi, long os) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int c = 0;
+        for (int end = cols - 2 * FL; c <= end; c += 2 * FL) {
+            FloatVector w0 = FloatVector.fromArray(F, tile, c);
+            FloatVector w1 = FloatVector.fromArray(F, tile, c + FL);
+            int x0 = xo + c;
+            a0 = w0.fma(FloatVector.fromArray(F, x, x0), a0);
+            a1 = w0.fma(FloatVector.fromArray(F, x, x0 + xs), a1);
+            a2 = w0.fma(FloatVector.fromArray(F, x, x0 + 2 * xs), a2);
+            a3 = w0.fma(FloatVector.fromArray(F, x, x0 + 3 * xs), a3);
+            b0 = w1.fma(FloatVector.fromArray(F, x, x0 + FL), b0);
+            b1 = w1.fma(FloatVector.fromArray(F, x, x0 + FL + xs), b1);
+            b2 = w1.fma(FloatVector.fromArray(F, x, x0 + FL + 2 * xs), b2);
+            b3 = w1.fma(FloatVector.fromArray(F, x, x0 + FL + 3 * xs), b3);
+        }
+        for (int end = cols - FL; c <= end; c += FL) {
+            FloatVector w0 = FloatVector.fromArray(F, tile, c);
+            int x0 = xo + c;
+            a0 = w0.fma(FloatVector.fromArray(F, x, x0), a0);
+            a1 = w0.fma(FloatVector.fromArray(F, x, x0 + xs), a1);
+            a2 = w0.fma(FloatVector.fromArray(F, x, x0 + 2 * xs), a2);
+            a3 = w0.fma(FloatVector.fromArray(F, x, x0 + 3 * xs), a3);
+        }
+        float s0 = a0.add(b0).reduceLanes(VectorOperators.ADD);
+        float s1 = a1.add(b1).reduceLanes(VectorOperators.ADD);
+        float s2 = a2.add(b2).reduceLanes(VectorOperators.ADD);
+        float s3 = a3.add(b3).reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) {
+            float wc = tile[c];
+            s0 += wc * x[xo + c];
+            s1 += wc * x[xo + xs + c];
+            s2 += wc * x[xo + 2 * xs + c];
+            s3 += wc * x[xo + 3 * xs + c];
+        }
+        out.setAtIndex(F32, oi, s0);
+        out.setAtIndex(F32, oi + os, s1);
+        out.setAtIndex(F32, oi + 2 * os, s2);
+        out.setAtIndex(F32, oi + 3 * os, s3);
+    }
+}

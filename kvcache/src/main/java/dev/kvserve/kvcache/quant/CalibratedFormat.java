@@ -1,0 +1,28 @@
+package dev.kvserve.kvcache.quant;
+
+import dev.kvserve.kvcache.KvCachePolicy;
+import java.util.List;
+
+/** A storage format that runs on a calibration file ({@code kvquant}, {@code cq}, {@code aqua}). */
+public interface CalibratedFormat {
+
+    /** The file named by the policy's {@code calib} parameter. */
+    String calibrationFile();
+
+    /** The model the file was fitted to. */
+    ModelIdentity calibratedFor();
+
+    /**
+     * Refuses a policy whose calibration file was made for another model (architecture, shape, RoPE or
+     * the hashed weight tensor). Binding a format only sees the KV geometry, so whoever loads the model
+     * calls this once with {@code ModelCalibrator.identity(modelFile)}; other policies pass.
+     */
+    static void checkModel(KvCachePolicy policy, ModelIdentity model) {
+        if (!(policy.format() instanceof CalibratedFormat f)) return;
+        List<String> diff = f.calibratedFor().differences(model);
+        if (!diff.isEmpty()) {
+            throw new IllegalArgumentException("KV policy " + policy.format().spec() + ": calibration file " + f.calibrationFile()
+                    + " was made for a different model: " + String.join("; ", diff));
+        }
+    }
+}
