@@ -16,7 +16,8 @@ import java.util.List;
  * starts from an empty sequence with its first token replaced by BOS, as llama-perplexity does.
  * Inside a window the first {@code prefill} tokens (if any) go through the model in one chunk, as a
  * prompt would; every later token is its own forward step, so an eviction rule acts exactly as it
- * would while generating. Every token from position 1 on is scored (the logits after token j
+ * would while generating (policies that act once after a prompt act after the prefill chunk, so they
+ * need {@code prefill > 1}). Every token from position 1 on is scored (the logits after token j
  * predict token j+1), unlike llama-perplexity, which scores only the second half of a chunk.
  *
  * <p>Memory is measured, not computed: after every step the pool's {@code bytesUsed} (which, with
@@ -92,7 +93,9 @@ public final class KvEval {
                 int prompt = Math.min(o.prefill(), len - 1);
                 while (fed < len - 1) {
                     int step = fed == 0 && prompt > 1 ? prompt : 1;
-                    float[] logits = model.forward(List.of(new SequenceChunk(seq, Arrays.copyOfRange(w, fed, fed + step), true)))[0];
+                    // The prefill chunk ends the prompt: policies that decide once after it (SnapKV, budgets) act there.
+                    float[] logits = model.forward(List.of(new SequenceChunk(seq, Arrays.copyOfRange(w, fed, fed + step), true,
+                            step > 1)))[0];
                     for (int j = 0; j < step; j++) {
                         acc.add(Perplexity.negativeLogLikelihood(logits, j * vocab, vocab, w[fed + j + 1]));
                     }

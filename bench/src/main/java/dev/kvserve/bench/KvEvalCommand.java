@@ -6,6 +6,8 @@ import dev.kvserve.kernels.Backend;
 import dev.kvserve.kernels.Backends;
 import dev.kvserve.kvcache.KvCacheManager;
 import dev.kvserve.kvcache.KvCachePolicy;
+import dev.kvserve.runtime.eval.NeedleEval;
+import dev.kvserve.runtime.eval.NeedleTask;
 import dev.kvserve.runtime.model.LlamaModel;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -22,8 +24,8 @@ import picocli.CommandLine.Option;
 
 /**
  * {@code kvserve kv-eval}: quality and real memory of KV-cache policies side by side. One row per
- * policy: perplexity through the decode path (see {@link KvEval}) or needle accuracy (see
- * {@link NeedleTask}), with the bytes per token the pool actually held.
+ * policy: perplexity through the decode path with the bytes per token the pool actually held (see
+ * {@link KvEval}), or needle retrieval with the pool's peak bytes (see {@link NeedleEval}).
  */
 @Command(name = "kv-eval", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Compare KV-cache policies: quality (perplexity or needle) and the KV bytes per token really held.",
@@ -36,8 +38,9 @@ import picocli.CommandLine.Option;
                 "  --kv fp16,int8,sink:sinks=4,window=64",
                 "is the three policies fp16 | int8 | sink:sinks=4,window=64 (a spec without a format stores fp32).",
                 "",
-                "--task needle: a name hidden at --depth of --len tokens of filler built from --file, asked at the end;",
-                "accuracy is how often the greedy answer starts with it, next to a no-needle baseline (the model's prior)."})
+                "--task needle: the runtime's needle-in-a-haystack prompts (a name at --depth of a --len-token story,",
+                "then a cue to say it); accuracy next to a control without the name, and the pool's peak bytes",
+                "against an fp16 cache on the same prompts. No --file needed."})
 public final class KvEvalCommand implements Callable<Integer> {
 
     @CommandLine.Spec
@@ -52,8 +55,7 @@ public final class KvEvalCommand implements Callable<Integer> {
 
     @Mixin ModelOptions modelOptions;
 
-    @Option(names = {"-f", "--file"}, required = true, paramLabel = "TEXT",
-            description = "UTF-8 text: the text to score, or the needle task's filler.")
+    @Option(names = {"-f", "--file"}, paramLabel = "TEXT", description = "UTF-8 text to score (perplexity).")
     Path file;
 
     @Option(names = "--kv", required = true, paramLabel = "SPEC[,SPEC...]",
@@ -76,54 +78,61 @@ public final class KvEvalCommand implements Callable<Integer> {
             description = "What to measure (default: ${DEFAULT-VALUE}).")
     String task;
 
-    @Option(names = "--len", defaultValue = "256", paramLabel = "N", split = ",",
+    @Option(names = "--len", defaultValue = "200", paramLabel = "N", split = ",",
             description = "Needle: prompt length(s) in tokens, comma-separated (default: ${DEFAULT-VALUE}).")
     List<Integer> lens;
 
-    @Option(names = "--depth", defaultValue = "0.5", paramLabel = "D", split = ",",
-            description = "Needle: relative depth(s) 0..1 of the needle in the filler, comma-separated (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--depth", defaultValue = "0.1,0.5,0.9", paramLabel = "D", split = ",",
+            description = "Needle: relative depth(s) 0..1 of the needle in the haystack, comma-separated (default: ${DEFAULT-VALUE}).")
     List<Double> depths;
 
-    @Option(names = "--trials", defaultValue = "20", paramLabel = "K", description = "Needle: trials per depth (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--trials", defaultValue = "20", paramLabel = "K", description = "Needle: prompts per length and depth (default: ${DEFAULT-VALUE}).")
     int trials;
 
-    @Option(names = "--seed", defaultValue = "7", description = "Needle: seed for names and filler positions (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--seed", defaultValue = "1000", description = "Needle: seed of the first prompt; trial i uses seed+i (default: ${DEFAULT-VALUE}).")
     long seed;
 
-    @Option(names = "--needle", defaultValue = NeedleTask.DEFAULT_NEEDLE, paramLabel = "FORMAT",
-            description = "Needle: the hidden sentence, %%s is the name (default: '${DEFAULT-VALUE}').")
-    String needle;
+    @Option(names = "--cue", defaultValue = "i_am", paramLabel = "i_am|my_name",
+            description = "Needle: the question's wording (default: ${DEFAULT-VALUE}; TinyStories-656K answers my_name better).")
+    String cue;
 
-    @Option(names = "--question", defaultValue = NeedleTask.DEFAULT_QUESTION, paramLabel = "TEXT",
-            description = "Needle: the prompt's last words, which the name should complete (default: '${DEFAULT-VALUE}').")
-    String question;
+    @Option(names = "--question", defaultValue = "decode", paramLabel = "decode|prompt",
+            description = {"Needle: decode feeds the question token by token after the haystack's prefill, so the cache is",
+                    "compressed before the question is known; prompt prefills it with the haystack (default: ${DEFAULT-VALUE})."})
+    String questionMode;
 
-    @Option(names = "--no-baseline", description = "Needle: skip the no-needle runs that measure the model's prior.")
-    boolean noBaseline;
+    @Option(names = "--answer-tokens", defaultValue = "12", paramLabel = "N",
+            description = "Needle: greedy tokens generated after the question (default: ${DEFAULT-VALUE}).")
+    int answerTokens;
+
+    @Option(names = "--no-control", description = "Needle: skip the control run (full cache, name left out of the needle).")
+    boolean noControl;
 
     @Option(names = {"-o", "--out"}, paramLabel = "FILE", description = "Also write the rows to FILE (.json or .csv).")
     Path outFile;
 
     @Override
     public Integer call() {
-        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("text file " + file + " does not exist");
         if (maxTokens < 0) throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
+        if (!task.equals("perplexity") && !task.equals("needle")) {
+            throw new IllegalArgumentException("unknown --task '" + task + "'; use perplexity or needle");
+        }
         List<KvCachePolicy> policies = PolicySpecs.parse(kv);
-        String text;
-        try {
-            text = Files.readString(file);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+        String text = null;
+        if (task.equals("perplexity")) {
+            if (file == null) throw new IllegalArgumentException("--task perplexity needs the text to score (--file)");
+            if (!Files.isRegularFile(file)) throw new IllegalArgumentException("text file " + file + " does not exist");
+            try {
+                text = Files.readString(file);
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+            }
         }
         int threads = modelOptions.threads();
         try (Backend backend = Backends.select(modelOptions.backend(), threads);
              LlamaModel model = LlamaModel.load(modelOptions.modelPath(), backend, threads);
              KvCacheManager kvm = new KvCacheManager(model.kvGeometry(), UNBOUNDED_KV)) {
-            Report report = switch (task) {
-                case "perplexity" -> perplexity(model, kvm, policies, text);
-                case "needle" -> needle(model, kvm, policies, text);
-                default -> throw new IllegalArgumentException("unknown --task '" + task + "'; use perplexity or needle");
-            };
+            Report report = task.equals("needle") ? needle(model, kvm, policies) : perplexity(model, kvm, policies, text);
             if (outFile != null) report.write(outFile);
             out().flush();
         }
@@ -180,73 +189,80 @@ public final class KvEvalCommand implements Callable<Integer> {
         return report;
     }
 
-    private Report needle(LlamaModel model, KvCacheManager kvm, List<KvCachePolicy> policies, String text) {
-        NeedleTask nt = new NeedleTask(model.tokenizer(), text, needle, question);
+    /**
+     * The needle prompts and their scoring are the runtime's ({@link NeedleEval}, {@link NeedleTask}):
+     * every policy answers the same seeded prompts. Memory is the pool's peak bytes per trial, set
+     * against the same prompts run with an fp16 cache.
+     */
+    private Report needle(LlamaModel model, KvCacheManager kvm, List<KvCachePolicy> policies) {
+        NeedleTask.Cue cueValue = enumOption("--cue", cue, NeedleTask.Cue.class);
+        NeedleEval.QuestionMode mode = enumOption("--question", questionMode, NeedleEval.QuestionMode.class);
+        KvCachePolicy fp16 = KvCachePolicy.parse("fp16");
         Report report = new Report();
-        System.err.printf("needle: %d trials at depth(s) %s of %s tokens; model %s%n", trials, depths, lens, model.name());
-        for (int len : lens) for (double depth : depths) {
-            List<NeedleTask.Trial> with = nt.trials(len, depth, trials, seed, true);
-            List<NeedleTask.Trial> without = noBaseline ? List.of() : nt.trials(len, depth, trials, seed, false);
-            for (KvCachePolicy policy : policies) {
-                Tally hit = new Tally(), prior = new Tally();
-                try (ProgressBar bar = new ProgressBar(policy + " d=" + depth, with.size() + without.size())) {
+        System.err.printf("needle: %d prompts per length %s and depth %s, cue %s, question %s; model %s%n", trials, lens, depths,
+                cueValue, mode, model.name());
+        for (int len : lens) {
+            for (double depth : depths) {
+                NeedleEval.Config config = new NeedleEval.Config(len, depth, trials, seed, mode, cueValue, answerTokens);
+                int runs = policies.size() + (noControl ? 0 : 1) + (policies.contains(fp16) ? 0 : 1);
+                Map<String, NeedleEval.Result> results = new java.util.LinkedHashMap<>();
+                try (ProgressBar bar = new ProgressBar("needle len=" + len + " depth=" + depth, runs)) {
                     int done = 0;
-                    for (NeedleTask.Trial t : with) {
-                        hit.add(nt.ask(model, kvm, policy, t, prefill));
-                        bar.suffix(String.format("acc %d/%d", hit.correct, hit.n)).update(++done);
-                    }
-                    for (NeedleTask.Trial t : without) {
-                        prior.add(nt.ask(model, kvm, policy, t, prefill));
+                    if (!noControl) {
+                        results.put("control", NeedleEval.run(model, kvm, null, config));
                         bar.update(++done);
                     }
+                    NeedleEval.Result reference = NeedleEval.run(model, kvm, fp16.toString(), config);
+                    bar.update(++done);
+                    for (KvCachePolicy policy : policies) {
+                        NeedleEval.Result r = policy.equals(fp16) ? reference : NeedleEval.run(model, kvm, policy.toString(), config);
+                        results.put(policy.toString(), r);
+                        if (!policy.equals(fp16)) bar.update(++done);
+                    }
+                    NeedleEval.Result control = results.remove("control");
+                    for (NeedleEval.Result r : results.values()) addNeedleRow(report, model, r, control, reference);
                 }
-                Map<String, Object> row = report.addRow();
-                row.put("model", model.name());
-                row.put("file", file.toString());
-                row.put("kv", policy.toString());
-                row.put("len", len);
-                row.put("depth", depth);
-                row.put("prefill", prefill);
-                row.put("trials", hit.n);
-                row.put("mean_prompt_tokens", hit.promptTokens / (double) hit.n);
-                row.put("accuracy", hit.correct / (double) hit.n);
-                row.put("baseline_accuracy", prior.n == 0 ? Double.NaN : prior.correct / (double) prior.n);
-                row.put("kv_bytes_per_token_end", hit.held / (double) hit.promptTokens);
-                row.put("ratio_vs_fp16_end", hit.fp16 / (double) hit.held);
-                row.put("tokens_per_s", hit.promptTokens / hit.seconds);
-                row.put("example_answer", hit.example);
             }
         }
         out().print(Report.markdown(List.of(
                 new Report.Column("kv", false, r -> (String) r.get("kv")),
-                new Report.Column("len", true, r -> String.format("%.0f", (Double) r.get("mean_prompt_tokens"))),
+                new Report.Column("len", true, r -> r.get("len").toString()),
                 new Report.Column("depth", true, r -> r.get("depth").toString()),
                 new Report.Column("accuracy", true, r -> String.format("%.2f", (Double) r.get("accuracy"))),
-                new Report.Column("no-needle baseline", true, r -> Double.isNaN((Double) r.get("baseline_accuracy")) ? ""
-                        : String.format("%.2f", (Double) r.get("baseline_accuracy"))),
-                new Report.Column("KV B/token", true, r -> String.format("%.1f", (Double) r.get("kv_bytes_per_token_end"))),
-                new Report.Column("vs fp16", true, r -> String.format("%.2fx", (Double) r.get("ratio_vs_fp16_end"))),
-                new Report.Column("tok/s", true, r -> String.format("%.1f", (Double) r.get("tokens_per_s"))),
-                new Report.Column("example answer", false, r -> '"' + ((String) r.get("example_answer")).replace("\n", "\\n").replace("|", "\\|") + '"')),
+                new Report.Column("control", true, r -> Double.isNaN((Double) r.get("control_accuracy")) ? ""
+                        : String.format("%.2f", (Double) r.get("control_accuracy"))),
+                new Report.Column("kept tokens/head", true, r -> String.format("%.0f", (Double) r.get("kept_tokens_per_head"))),
+                new Report.Column("peak KV bytes", true, r -> String.format("%,d", (Long) r.get("peak_kv_bytes"))),
+                new Report.Column("vs fp16", true, r -> String.format("%.2fx", (Double) r.get("ratio_vs_fp16_peak"))),
+                new Report.Column("first answer", false, r -> '"' + ((String) r.get("first_answer")).replace("\n", "\\n").replace("|", "\\|") + '"')),
                 report.rows()));
         return report;
     }
 
-    /** Running counts of needle outcomes. */
-    private static final class Tally {
-        int n, correct;
-        long held, fp16, promptTokens;
-        double seconds;
-        String example = "";
-
-        void add(NeedleTask.Outcome o) {
-            if (n == 0) example = o.trial().name() + " -> " + o.answer();
-            n++;
-            if (o.correct()) correct++;
-            held += o.bytesHeld();
-            fp16 += o.fp16Bytes();
-            promptTokens += o.trial().prompt().length;
-            seconds += o.seconds();
-        }
+    private void addNeedleRow(Report report, LlamaModel model, NeedleEval.Result r, NeedleEval.Result control,
+                              NeedleEval.Result fp16) {
+        Map<String, Object> row = report.addRow();
+        row.put("model", model.name());
+        row.put("kv", r.policy());
+        row.put("len", r.length());
+        row.put("depth", r.depth());
+        row.put("cue", cue);
+        row.put("question", questionMode);
+        row.put("trials", r.trials());
+        row.put("hits", r.hits());
+        row.put("accuracy", r.accuracy());
+        row.put("control_accuracy", control == null ? Double.NaN : control.accuracy());
+        row.put("kept_tokens_per_head", r.keptTokens());
+        row.put("peak_kv_bytes", r.peakBytes());
+        row.put("fp16_peak_kv_bytes", fp16.peakBytes());
+        row.put("ratio_vs_fp16_peak", fp16.peakBytes() / (double) r.peakBytes());
+        row.put("first_answer", r.answers().isEmpty() ? "" : r.answers().getFirst());
     }
+
+    private static <E extends Enum<E>> E enumOption(String option, String value, Class<E> type) {
+        for (E e : type.getEnumConstants()) if (e.name().equalsIgnoreCase(value)) return e;
+        throw new IllegalArgumentException(option + " '" + value + "' is not one of "
+                + java.util.Arrays.stream(type.getEnumConstants()).map(e -> e.name().toLowerCase(java.util.Locale.ROOT)).toList());
+    }
+
 }

@@ -83,11 +83,36 @@ class CommandsTest {
     }
 
     @Test
+    void kvEvalNeedleRunsTheRuntimesTaskWithAControlAndAnFp16Reference() throws Exception {
+        Path json = tmp.resolve("needle.json");
+        Run r = run("kv-eval", "--task", "needle", "-m", Shared.stories260K().toString(), "-t", "1",
+                "--kv", "fp16,fp16+sink:sinks=4,window=16", "--len", "120", "--depth", "0.9", "--trials", "3",
+                "--answer-tokens", "6", "-o", json.toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        List<String> rows = tableRows(r.out());
+        assertThat(rows).hasSize(2);
+        assertThat(rows.get(0)).startsWith("| fp16 ").contains("| 120 |", " 0.9 |", " 1.00x |");
+        assertThat(rows.get(1)).startsWith("| fp16+sink:sinks=4,window=16 ");
+        String text = Files.readString(json);
+        assertThat(text).contains("\"control_accuracy\": ", "\"trials\": 3", "\"cue\": \"i_am\"");
+        // the window keeps 4 sinks and 16 recent tokens of a ~130-token sequence: several times smaller
+        double sinkRatio = Double.parseDouble(text.lines().filter(l -> l.contains("fp16+sink"))
+                .map(l -> l.replaceAll(".*\"ratio_vs_fp16_peak\": ([0-9.]+).*", "$1")).findFirst().orElseThrow());
+        assertThat(sinkRatio).isGreaterThan(2.5);
+    }
+
+    @Test
     void badInputIsOneLineNotAStackTrace() {
         Run r = run("kv-eval", "-m", Shared.stories260K().toString(), "-f", Shared.tinyStoriesText().toString(),
                 "--kv", "fp16,window=3x");
         assertThat(r.code()).isEqualTo(2);
         assertThat(r.err()).startsWith("kvserve: ").doesNotContain("Exception");
+        Run p = run("kv-eval", "-m", Shared.stories260K().toString(), "--kv", "fp16");
+        assertThat(p.code()).isEqualTo(2);
+        assertThat(p.err()).contains("--file");
+        Run n = run("kv-eval", "--task", "needle", "-m", Shared.stories260K().toString(), "--kv", "fp16", "--cue", "hello");
+        assertThat(n.code()).isEqualTo(2);
+        assertThat(n.err()).contains("--cue 'hello'", "i_am", "my_name");
         Run b = run("bench", "-m", Shared.stories260K().toString(), "-p", "0", "-n", "0");
         assertThat(b.code()).isEqualTo(2);
         assertThat(b.err()).contains("nothing to measure");
