@@ -19,9 +19,11 @@ class BackendsTest {
     }
 
     @Test
-    void autoPicksCudaExactlyWhenTheProbeSucceeds() {
+    void autoStaysOnTheCpuWhileAttentionIsHostOnly() {
+        // Also on a GPU machine (checked on an H100): the paged attention reads host memory, so a
+        // whole model cannot run on CUDA yet and auto must not pick it.
         try (Backend b = Backends.select(" auto ", 1)) {
-            assertThat(b).isInstanceOf(Cuda.isAvailable() ? CudaBackend.class : CpuBackend.class);
+            assertThat(b).isInstanceOf(CpuBackend.class);
         }
     }
 

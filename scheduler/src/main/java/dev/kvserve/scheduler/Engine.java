@@ -329,7 +329,7 @@ public final class Engine implements AutoCloseable {
             return this;
         }
 
-        /** {@code "auto"} (CUDA when a GPU is usable, else CPU), {@code "cpu"} or {@code "cuda"}; default auto. */
+        /** {@code "auto"} (the CPU while paged attention is host-only), {@code "cpu"} or {@code "cuda"}; default auto. */
         public Builder backend(String name) {
             this.backend = switch (Objects.requireNonNull(name, "backend")) {
                 case "auto", "cpu", "cuda" -> name;

@@ -17,7 +17,7 @@ public final class ModelOptions {
     int threads;
 
     @Option(names = "--backend", paramLabel = "auto|cpu|cuda", defaultValue = "auto",
-            description = "Compute backend (default: ${DEFAULT-VALUE}: CUDA when a GPU is usable, else CPU).")
+            description = "Compute backend (default: ${DEFAULT-VALUE}: the CPU until attention over the paged cache runs on the GPU; cuda runs the matmuls and row ops there).")
     String backend;
 
     public Path modelPath() {
