@@ -162,6 +162,7 @@ public final class OffloadBenchCommand implements Callable<Integer> {
                 new Report.Column("up B/tok", true, r -> num("%.0f", r.get("bytes_up_per_token"))),
                 new Report.Column("down B/tok", true, r -> num("%.0f", r.get("bytes_down_per_token"))),
                 new Report.Column("SSD read B/tok", true, r -> num("%.0f", r.get("ssd_read_per_token"))),
+                new Report.Column("CSD internal B/tok", true, r -> num("%.0f", r.get("csd_internal_per_token"))),
                 new Report.Column("CSD link B/tok", true, r -> num("%.0f", r.get("csd_link_per_token"))),
                 new Report.Column("PPL", true, r -> num("%.4f", r.get("ppl"))),
                 new Report.Column("max |Δlogit|", true, r -> num("%.2g", r.get("max_abs_logit_diff"))),

@@ -77,6 +77,7 @@ class OffloadBenchTest {
         assertThat(prefetch.decodeTiers().prefetchHitRate()).isBetween(0.0, 1.0);
         assertThat(csd.decodeTiers().csdBlocks()).as("SSD blocks attended in storage").isPositive();
         assertThat(csd.csdLinkPerToken()).as("only queries and partials cross the link").isLessThan(csd.csdInternalPerToken());
+        assertThat(csd.ssdReadPerToken()).as("the runtime itself reads nothing from the SSD").isZero();
         assertThat(find(results, "ssd+quest").ssdReadPerToken()).as("Quest reads fewer pages").isLessThan(ssdFull.ssdReadPerToken());
 
         Map<String, Object> row = OffloadBenchCommand.report("stories260K", results, o).rows().get(2);
