@@ -61,7 +61,7 @@ public final class ServeBench implements AutoCloseable {
     /** The run's totals. */
     public record Summary(Config config, String model, double durationSeconds, int completed, int failed,
                           long promptTokens, long outputTokens, LatencySummary ttft, LatencySummary tpot,
-                          LatencySummary itl, LatencySummary e2e, List<RequestResult> requests) {
+                          LatencySummary itl, LatencySummary e2e, List<RequestResult> requests, ServerLoad load) {
 
         public double requestThroughput() {
             return completed / durationSeconds;
@@ -75,6 +75,18 @@ public final class ServeBench implements AutoCloseable {
             return (promptTokens + outputTokens) / durationSeconds;
         }
     }
+
+    /**
+     * What the server's {@code /metrics} said while the run went on, sampled every
+     * {@link #METRICS_PERIOD_MS} ms: how many sequences it held at once (at a concurrency above what
+     * its KV budget holds, the peak is what the budget admits under the policy), its KV bytes, and
+     * the preemptions during the run. -1 where the server exposes no such metric.
+     */
+    public record ServerLoad(int peakRunning, int peakWaiting, long peakKvBytes, long preemptions) {
+        static final ServerLoad UNKNOWN = new ServerLoad(-1, -1, -1, -1);
+    }
+
+    static final long METRICS_PERIOD_MS = 50;
 
     private static final String[] WORDS = ("the a little girl boy dog cat sun tree house park ball happy sad big small "
             + "red blue green went saw played ran jumped said looked found wanted loved friend mom dad day night "
@@ -108,6 +120,7 @@ public final class ServeBench implements AutoCloseable {
         RequestResult[] results = new RequestResult[config.requests()];
         AtomicInteger next = new AtomicInteger();
         AtomicInteger done = new AtomicInteger();
+        MetricsWatch watch = new MetricsWatch();
         long start = System.nanoTime();
         try (ExecutorService workers = Executors.newVirtualThreadPerTaskExecutor()) {
             List<Future<?>> running = new ArrayList<>();
@@ -129,10 +142,79 @@ public final class ServeBench implements AutoCloseable {
             }
         }
         double duration = (System.nanoTime() - start) / 1e9;
-        return summarize(model, duration, List.of(results));
+        return summarize(model, duration, List.of(results), watch.stop());
+    }
+
+    /** Samples the server's gauges on a virtual thread until {@link #stop}. */
+    private final class MetricsWatch {
+        private final Thread thread;
+        private volatile boolean running = true;
+        private final Long preemptionsBefore;
+        private int peakRunning = -1;
+        private int peakWaiting = -1;
+        private long peakKvBytes = -1;
+        private Long preemptionsAfter;
+
+        MetricsWatch() throws InterruptedException {
+            preemptionsBefore = scrape();
+            thread = Thread.ofVirtual().name("serve-bench-metrics").start(() -> {
+                try {
+                    while (running) {
+                        preemptionsAfter = scrape();
+                        Thread.sleep(METRICS_PERIOD_MS);
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+        }
+
+        ServerLoad stop() throws InterruptedException {
+            running = false;
+            thread.join();
+            preemptionsAfter = scrape();
+            long preemptions = preemptionsBefore != null && preemptionsAfter != null ? preemptionsAfter - preemptionsBefore : -1;
+            return new ServerLoad(peakRunning, peakWaiting, peakKvBytes, preemptions);
+        }
+
+        /** One sample; returns the preemption counter (null when the server has no metrics). */
+        private Long scrape() throws InterruptedException {
+            String text;
+            try {
+                HttpResponse<String> r = client.send(HttpRequest.newBuilder(config.url().resolve("metrics"))
+                        .timeout(Duration.ofSeconds(10)).GET().build(), HttpResponse.BodyHandlers.ofString());
+                if (r.statusCode() != 200) return null;
+                text = r.body();
+            } catch (IOException e) {
+                return null;
+            }
+            Long preemptions = null;
+            long kvBytes = -1;
+            for (String line : text.split("\n")) {
+                if (line.startsWith("#") || line.isBlank()) continue;
+                int space = line.lastIndexOf(' ');
+                String name = line.substring(0, space);
+                double value;
+                try {
+                    value = Double.parseDouble(line.substring(space + 1));
+                } catch (NumberFormatException e) {
+                    continue;
+                }
+                if (name.equals("kvserve_requests_running")) peakRunning = Math.max(peakRunning, (int) value);
+                else if (name.equals("kvserve_requests_waiting")) peakWaiting = Math.max(peakWaiting, (int) value);
+                else if (name.equals("kvserve_preemptions_total")) preemptions = (long) value;
+                else if (name.startsWith("kvserve_kv_bytes_used")) kvBytes = Math.max(kvBytes, 0) + (long) value;
+            }
+            peakKvBytes = Math.max(peakKvBytes, kvBytes);
+            return preemptions;
+        }
     }
 
     Summary summarize(String model, double durationSeconds, List<RequestResult> results) {
+        return summarize(model, durationSeconds, results, ServerLoad.UNKNOWN);
+    }
+
+    Summary summarize(String model, double durationSeconds, List<RequestResult> results, ServerLoad load) {
         int completed = 0;
         long promptTokens = 0;
         long outputTokens = 0;
@@ -151,7 +233,7 @@ public final class ServeBench implements AutoCloseable {
             e2e.add(r.latencyMs());
         }
         return new Summary(config, model, durationSeconds, completed, results.size() - completed, promptTokens, outputTokens,
-                summary(ttft), summary(tpot), summary(itl), summary(e2e), results);
+                summary(ttft), summary(tpot), summary(itl), summary(e2e), results, load);
     }
 
     private static LatencySummary summary(List<Double> values) {
@@ -288,6 +370,12 @@ public final class ServeBench implements AutoCloseable {
         row(out, "Request throughput (req/s):", fmt(s.requestThroughput()));
         row(out, "Output token throughput (tok/s):", fmt(s.outputThroughput()));
         row(out, "Total token throughput (tok/s):", fmt(s.totalTokenThroughput()));
+        if (s.load().peakRunning() >= 0) {
+            row(out, "Peak running sequences (server):", Integer.toString(s.load().peakRunning()));
+            row(out, "Peak waiting requests (server):", Integer.toString(s.load().peakWaiting()));
+            row(out, "Peak KV bytes held (server):", Long.toString(s.load().peakKvBytes()));
+            row(out, "Preemptions during the run:", Long.toString(s.load().preemptions()));
+        }
         section(out, "Time to First Token", "TTFT", s.ttft());
         section(out, "Time per Output Token (excl. 1st token)", "TPOT", s.tpot());
         section(out, "Inter-token Latency", "ITL", s.itl());
@@ -333,6 +421,10 @@ public final class ServeBench implements AutoCloseable {
         root.put("request_throughput", s.requestThroughput());
         root.put("output_throughput", s.outputThroughput());
         root.put("total_token_throughput", s.totalTokenThroughput());
+        root.put("peak_running", s.load().peakRunning());
+        root.put("peak_waiting", s.load().peakWaiting());
+        root.put("peak_kv_bytes", s.load().peakKvBytes());
+        root.put("preemptions", s.load().preemptions());
         latency(root, "ttft", s.ttft());
         latency(root, "tpot", s.tpot());
         latency(root, "itl", s.itl());
@@ -368,7 +460,8 @@ public final class ServeBench implements AutoCloseable {
     public static final String CSV_HEADER = "model,kv_policy,concurrency,requests,prompt_len,gen_len,completed,failed,duration_s,"
             + "total_input_tokens,total_output_tokens,request_throughput,output_throughput,total_token_throughput,"
             + "mean_ttft_ms,p50_ttft_ms,p90_ttft_ms,p99_ttft_ms,mean_tpot_ms,p50_tpot_ms,p90_tpot_ms,p99_tpot_ms,"
-            + "mean_itl_ms,p50_itl_ms,p90_itl_ms,p99_itl_ms,mean_e2el_ms,p50_e2el_ms,p90_e2el_ms,p99_e2el_ms";
+            + "mean_itl_ms,p50_itl_ms,p90_itl_ms,p99_itl_ms,mean_e2el_ms,p50_e2el_ms,p90_e2el_ms,p99_e2el_ms,"
+            + "peak_running,peak_waiting,peak_kv_bytes,preemptions";
 
     /** One summary row matching {@link #CSV_HEADER}; runs with different settings append rows to one file. */
     public static String csvRow(Summary s) {
@@ -393,6 +486,10 @@ public final class ServeBench implements AutoCloseable {
             cells.add(num(l.p90()));
             cells.add(num(l.p99()));
         }
+        cells.add(Integer.toString(s.load().peakRunning()));
+        cells.add(Integer.toString(s.load().peakWaiting()));
+        cells.add(Long.toString(s.load().peakKvBytes()));
+        cells.add(Long.toString(s.load().preemptions()));
         return String.join(",", cells);
     }
 

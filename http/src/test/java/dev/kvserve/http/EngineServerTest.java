@@ -329,12 +329,17 @@ class EngineServerTest {
             assertThat(s.e2e().p99()).isGreaterThanOrEqualTo(s.ttft().p99());
             assertThat(s.itl().count()).isPositive();
             assertThat(progress).containsExactlyInAnyOrder(1, 2, 3, 4);
+            // The server's own gauges, sampled during the run: never more sequences than requests in flight.
+            assertThat(s.load().peakRunning()).isBetween(0, 2);
+            assertThat(s.load().preemptions()).isZero();
+            assertThat(s.load().peakKvBytes()).isBetween(0L, 4L << 20);
             String report = ServeBench.report(s);
             assertThat(report).contains("Successful requests:", "Median TTFT (ms):", "P99 ITL (ms):", "Output token throughput (tok/s):");
             Files.write(out, Json.MAPPER.writeValueAsBytes(ServeBench.json(s)));
             JsonNode json = Json.MAPPER.readTree(out.toFile());
             assertThat(json.get("completed").asInt()).isEqualTo(4);
             assertThat(json.get("requests")).hasSize(4);
+            assertThat(json.get("peak_running").asInt()).isEqualTo(s.load().peakRunning());
             assertThat(json.at("/config/kv_policy").asText()).isEqualTo("int8:group=8");
             assertThat(ServeBench.csvRow(s).split(",", -1)).hasSize(ServeBench.CSV_HEADER.split(",").length);
         } finally {

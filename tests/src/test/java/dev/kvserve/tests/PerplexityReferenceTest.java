@@ -19,13 +19,15 @@ import org.junit.jupiter.params.provider.CsvSource;
 class PerplexityReferenceTest {
 
     @ParameterizedTest(name = "{0} on {1} (KV {2}) = {3}")
-    // Whole files for TinyStories-656K (Q8_0 GGUF and the Hugging Face checkpoint); the default model
+    // Whole files for TinyStories-656K (Q8_0 GGUF, the Hugging Face checkpoint, and the F32 GGUF with
+    // an fp32 paged cache); the default model
     // on its first 20 chunks (llama.cpp: 3.76, ../shared/models/README.md). The other rows of the
     // table (whole tinystories_val and wiki.test.raw for stories260K) are run with `kvserve
     // perplexity`, as bench/RESULTS.md records, to keep CI within its time on two cores.
     @CsvSource({
             "tinystories-656k/tinystories-656k-q8_0.gguf, tinystories_val_ascii.txt, fp16, 36.5735, 376, 0",
             "tinystories-656k, tinystories_val_ascii.txt, fp16, 36.5625, 376, 0",
+            "tinystories-656k/tinystories-656k-f32.gguf, tinystories_val_ascii.txt, fp32, 36.5625, 376, 0",
             "stories260K.gguf, tinystories_val.txt, fp16, 3.76, 20, 20",
     })
     void matchesLlamaCpp(String model, String text, String kv, double expected, int expectedChunks, int maxChunks) throws Exception {
