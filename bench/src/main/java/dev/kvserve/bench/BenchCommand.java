@@ -28,7 +28,7 @@ import picocli.CommandLine.Option;
  * ones, and prints mean ± standard deviation of tokens/s. Tokens are seeded random ids, as
  * llama-bench's are. Its subcommand {@code bench serve} ({@link ServeBenchCommand}) load-tests a running server.
  */
-@Command(name = "bench", mixinStandardHelpOptions = true, subcommands = ServeBenchCommand.class,
+@Command(name = "bench", mixinStandardHelpOptions = true, subcommands = {ServeBenchCommand.class, OffloadBenchCommand.class},
         description = {"Prompt processing (pp) and generation (tg) speed, like llama-bench.",
                 "",
                 "pp: one batched prefill of -p random tokens into an empty cache; tg: -n single-token decode steps from",
@@ -36,7 +36,8 @@ import picocli.CommandLine.Option;
                 "show the weight bytes one decode step reads and the bandwidth that implies, to hold against the",
                 "machine's memory bandwidth. Progress goes to stderr.",
                 "",
-                "kvserve bench serve --help: load-test a running server instead (throughput, TTFT, TPOT)."})
+                "kvserve bench serve --help: load-test a running server instead (throughput, TTFT, TPOT).",
+                "kvserve bench offload --help: long contexts over the offload tiers (host RAM, SSD, prefetch, CSD)."})
 public final class BenchCommand implements Callable<Integer> {
 
     @CommandLine.Spec

@@ -2,6 +2,7 @@ package dev.kvserve.http;
 
 import dev.kvserve.http.cli.ModelOptions;
 import dev.kvserve.scheduler.Engine;
+import dev.kvserve.scheduler.Preemption;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -33,6 +34,11 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Bytes the KV pool may hold, as stored (compressed), e.g. 256MiB, 2GiB (default: ${DEFAULT-VALUE}).")
     String kvBudget;
 
+    @Option(names = "--preemption", defaultValue = "swap", paramLabel = "swap|recompute",
+            description = {"A sequence preempted for KV space: swap moves its blocks to its policy's offload tier (host RAM /",
+                    "SSD) and back, recomputing only policies without one; recompute always recomputes (default: ${DEFAULT-VALUE})."})
+    String preemption;
+
     @Option(names = "--max-batch", defaultValue = "32", description = "Most sequences decoding at once (default: ${DEFAULT-VALUE}).")
     int maxBatch;
 
@@ -61,11 +67,16 @@ public final class ServeCommand implements Callable<Integer> {
         if (maxQueue < 0) throw new IllegalArgumentException("--max-queue must be >= 0, got " + maxQueue);
         if (shutdownGraceSeconds < 0) throw new IllegalArgumentException("--shutdown-grace must be >= 0, got " + shutdownGraceSeconds);
         long budget = ByteSize.parse(kvBudget);
+        Preemption preemptionMode = switch (preemption) {
+            case "swap" -> Preemption.SWAP;
+            case "recompute" -> Preemption.RECOMPUTE;
+            default -> throw new IllegalArgumentException("--preemption must be swap or recompute, got '" + preemption + "'");
+        };
         ServerOptions options = new ServerOptions(host, port, ioThreads, ByteSize.parse(maxBody), Duration.ofSeconds(shutdownGraceSeconds));
         Path modelPath = modelOptions.modelPath();
         long loadStart = System.nanoTime();
         Engine engine = Engine.builder().model(modelPath).threads(modelOptions.threads()).backend(modelOptions.backend())
-                .kvPolicy(kv).kvBudget(budget).maxBatch(maxBatch).maxTokensPerStep(maxTokensPerStep).maxWaiting(maxQueue)
+                .kvPolicy(kv).kvBudget(budget).preemption(preemptionMode).maxBatch(maxBatch).maxTokensPerStep(maxTokensPerStep).maxWaiting(maxQueue)
                 .build();
         EngineBackend backend = EngineBackend.forFile(engine, modelPath);
         HttpServer server;

@@ -205,6 +205,17 @@ public final class PagedSequence implements SequenceKv {
         tier.swapIn();
     }
 
+    /**
+     * Moves at least {@code bytes} of this sequence's least recently read blocks out of the pool into
+     * its policy's lower tiers (never tails still being filled or blocks shared with a fork), so that a
+     * scheduler can promise the pool bytes to its next step. False when nothing could move (no offload
+     * tier, or its lower tiers are full).
+     */
+    public boolean spill(long bytes) {
+        checkOpen();
+        return tier.makeRoom(bytes);
+    }
+
     /** Bytes of this sequence's blocks held outside the pool (host RAM, SSD) and not resident. */
     public long bytesOffloaded() {
         long b = 0;

@@ -65,6 +65,10 @@ public final class Engine implements AutoCloseable {
                  String modelName, String chatTemplate, Runnable onClose) {}
 
     Engine(Parts parts, String defaultPolicy, int maxBatch, int maxTokensPerStep, int maxWaiting) {
+        this(parts, defaultPolicy, Preemption.SWAP, maxBatch, maxTokensPerStep, maxWaiting);
+    }
+
+    Engine(Parts parts, String defaultPolicy, Preemption preemption, int maxBatch, int maxTokensPerStep, int maxWaiting) {
         this.model = parts.model();
         this.pool = parts.pool();
         this.tokenizer = parts.tokenizer();
@@ -77,7 +81,7 @@ public final class Engine implements AutoCloseable {
         this.defaultPolicy = pool.canonical(defaultPolicy);
         KvGeometry geometry = model.kvGeometry();
         this.fp16BytesPerToken = 2L * geometry.layers() * geometry.kvDim() * Short.BYTES;
-        Scheduler scheduler = new Scheduler(pool, maxBatch, maxTokensPerStep);
+        Scheduler scheduler = new Scheduler(pool, Objects.requireNonNull(preemption, "preemption"), maxBatch, maxTokensPerStep);
         this.loop = new EngineLoop(model, pool, scheduler, counters, unadmitted);
         this.thread = Thread.ofPlatform().name("kvserve-engine").daemon(true).unstarted(this::runLoop);
         thread.start();
@@ -267,6 +271,7 @@ public final class Engine implements AutoCloseable {
         private String kvPolicy = DEFAULT_KV_POLICY;
         private long kvBudget = 256L << 20;
         private int maxBatch = 32;
+        private Preemption preemption = Preemption.SWAP;
         private int maxTokensPerStep = 512;
         private int maxWaiting = 1024;
         private int threads = Runtime.getRuntime().availableProcessors();
@@ -298,6 +303,16 @@ public final class Engine implements AutoCloseable {
         public Builder kvBudget(long bytes) {
             if (bytes <= 0) throw new IllegalArgumentException("kvBudget must be positive, got " + bytes);
             this.kvBudget = bytes;
+            return this;
+        }
+
+        /**
+         * What happens to a sequence preempted for KV space: {@link Preemption#SWAP} (default) moves its
+         * blocks to the lower tiers of an {@code offload} policy and back, recomputing only sequences
+         * whose policy has none; {@link Preemption#RECOMPUTE} always frees and recomputes.
+         */
+        public Builder preemption(Preemption mode) {
+            this.preemption = Objects.requireNonNull(mode, "preemption");
             return this;
         }
 
@@ -369,7 +384,7 @@ public final class Engine implements AutoCloseable {
 
         /** Engine over already-built parts (tests, and {@link #build()}). */
         Engine build(Parts parts) {
-            return new Engine(parts, kvPolicy, maxBatch, maxTokensPerStep, maxWaiting);
+            return new Engine(parts, kvPolicy, preemption, maxBatch, maxTokensPerStep, maxWaiting);
         }
     }
 }

@@ -1,5 +1,6 @@
 package dev.kvserve.scheduler;
 
+import dev.kvserve.kvcache.BlockLostException;
 import dev.kvserve.kvcache.KvBudgetExceededException;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
@@ -157,10 +158,11 @@ final class EngineLoop implements Runnable {
         try {
             logits = model.forward(chunks);
         } catch (KvBudgetExceededException outOfSpace) {
-            // The plan's promise fell short (a format's byte count is exact only in steady state)
-            // and the step's caches are half written: recompute them later, or, if one sequence
-            // alone does not fit, end it where the budget ends it.
-            if (plan.items().size() == 1 && scheduler.runningCount() == 1) {
+            // The plan's promise fell short (a format's byte count is exact only in steady state),
+            // or a block came back corrupt or truncated from the SSD (BlockLostException), and the
+            // step's caches are half written: recompute them later, or, if one sequence alone does
+            // not fit, end it where the budget ends it. A lost block is never a reason to end one.
+            if (!(outOfSpace instanceof BlockLostException) && plan.items().size() == 1 && scheduler.runningCount() == 1) {
                 plan.items().getFirst().seq().generation.end(FinishReason.LENGTH);
             } else {
                 var stepSequences = plan.items().stream().map(Scheduler.Item::seq).toList();

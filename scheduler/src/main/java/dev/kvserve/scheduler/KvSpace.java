@@ -39,6 +39,15 @@ interface KvSpace extends AutoCloseable {
      */
     boolean reserve(SequenceKv kv, int tokens);
 
+    /**
+     * As {@link #reserve}, but a sequence whose policy has an offload tier may first move its own
+     * coldest blocks down to make the room (its steps then bring back up, layer by layer, what they
+     * read). For a sequence with nobody left to preempt.
+     */
+    default boolean reserveSpilling(SequenceKv kv, int tokens) {
+        return reserve(kv, tokens);
+    }
+
     /** A new plan starts: promises made for the previous step have become allocations (or lapsed). */
     default void settle() {}
 
@@ -51,6 +60,43 @@ interface KvSpace extends AutoCloseable {
 
     /** Whether sequences under {@code policy} can share prefixes through {@link #fork} at all. */
     boolean canFork(String policy);
+
+    /** Whether sequences under {@code policy} have lower tiers to be swapped to (an offload tier). */
+    default boolean canSwap(String policy) {
+        return false;
+    }
+
+    /**
+     * Moves {@code kv}'s blocks out of the pool into its policy's lower tiers and drops what was
+     * promised to it. False when they cannot take them all: the caller must then close {@code kv}.
+     */
+    default boolean swapOut(SequenceKv kv) {
+        return false;
+    }
+
+    /** Pool bytes {@link #swapIn} of {@code kv} takes. */
+    default long swapInBytes(SequenceKv kv) {
+        return 0;
+    }
+
+    /**
+     * Brings every block of a swapped-out {@code kv} back into the pool.
+     *
+     * @throws dev.kvserve.kvcache.BlockLostException when a block's lower copy is corrupt or lost: the
+     *         cache is no longer whole and must be recomputed
+     */
+    default void swapIn(SequenceKv kv) {
+        throw new UnsupportedOperationException("this pool cannot swap");
+    }
+
+    /**
+     * Pool bytes that must be free to admit a new sequence of {@code tokens} positions whose first step
+     * stores {@code chunk} of them, when it will run alone: the whole sequence, unless its policy spills
+     * to lower tiers (then what those cannot take, and at least the first chunk).
+     */
+    default long admissionBytes(String policy, int tokens, int chunk) {
+        return bytesFor(policy, tokens);
+    }
 
     /** Counters for metrics. */
     Usage usage();

@@ -6,6 +6,7 @@ import dev.kvserve.kvcache.KvCachePolicy;
 import dev.kvserve.kvcache.KvPoolStats;
 import dev.kvserve.kvcache.PagedSequence;
 import dev.kvserve.kvcache.SequenceKv;
+import dev.kvserve.kvcache.tier.OffloadTier;
 import java.util.IdentityHashMap;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -77,15 +78,76 @@ final class PagedKvSpace implements KvSpace {
 
     @Override
     public boolean reserve(SequenceKv kv, int tokens) {
+        return reserve(kv, tokens, false);
+    }
+
+    @Override
+    public boolean reserveSpilling(SequenceKv kv, int tokens) {
+        return reserve(kv, tokens, true);
+    }
+
+    private boolean reserve(SequenceKv kv, int tokens, boolean spill) {
         var seq = (PagedSequence) kv;
         KvCachePolicy policy = seq.policy();
         long growth = Math.max(0, manager.bytesFor(policy, seq.length() + tokens, tokens) - seq.bytesHeld());
         long oneBlockPerTable = manager.bytesFor(policy, manager.blockTokens());
         if (seq.bytesShared() > 0) growth += oneBlockPerTable;
         if (manager.binding(policy).recentTokens() != Integer.MAX_VALUE) growth += oneBlockPerTable;
+        // An offload policy makes its own room: its coldest blocks go down to host RAM / SSD now, and the
+        // step brings back up, layer by layer, what it reads.
+        if (spill && growth > freeBytes() && tiered(policy)) seq.spill(growth - freeBytes());
         if (growth > freeBytes()) return false;
         promised.merge(kv, growth, Long::sum);
         return true;
+    }
+
+    private static boolean tiered(KvCachePolicy policy) {
+        return policy.tier() instanceof OffloadTier;
+    }
+
+    /** Bytes the lower tiers of {@code policy} can still take (host budget plus SSD budget, less what they hold). */
+    private long lowerFreeBytes(KvCachePolicy policy) {
+        var params = policy.tier().params().values();
+        long capacity = (Long) params.get("host");
+        if (!"none".equals(params.get("ssd"))) capacity += (Long) params.get("ssd_budget");
+        var held = manager.tierStats();
+        return Math.max(0, capacity - held.hostBytes() - held.ssdBytes());
+    }
+
+    @Override
+    public boolean canSwap(String policy) {
+        return tiered(policy(policy));
+    }
+
+    @Override
+    public boolean swapOut(SequenceKv kv) {
+        promised.remove(kv);
+        try {
+            manager.swapOut(kv);
+            return true;
+        } catch (KvBudgetExceededException | UnsupportedOperationException cannot) {
+            return false;
+        }
+    }
+
+    @Override
+    public long swapInBytes(SequenceKv kv) {
+        return ((PagedSequence) kv).bytesOffloaded();
+    }
+
+    @Override
+    public void swapIn(SequenceKv kv) {
+        manager.swapIn(kv);
+    }
+
+    @Override
+    public long admissionBytes(String policy, int tokens, int chunk) {
+        long whole = bytesFor(policy, tokens);
+        KvCachePolicy parsed = policy(policy);
+        if (!tiered(parsed)) return whole;
+        // What the lower tiers cannot take must be resident; the first chunk (and its tail block) always is.
+        long first = manager.bytesFor(parsed, Math.min(tokens, chunk + manager.blockTokens()));
+        return Math.max(first, whole - lowerFreeBytes(parsed));
     }
 
     @Override

@@ -1,5 +1,6 @@
 package dev.kvserve.scheduler;
 
+import dev.kvserve.kvcache.BlockLostException;
 import dev.kvserve.kvcache.SequenceKv;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -13,8 +14,11 @@ import java.util.List;
  * maximum batch of sequences holding a cache.
  *
  * <p>Priority is first come, first served: the running list is kept in arrival order and when the
- * pool cannot make room for a sequence's next tokens, the latest arrivals are preempted (blocks
- * freed, requeued at the front of the waiting queue, recomputed from scratch on readmission). A
+ * pool cannot make room for a sequence's next tokens, the latest arrivals are preempted and requeued
+ * at the front of the waiting queue. With {@link Preemption#SWAP} a sequence whose policy has an
+ * offload tier has its blocks moved to host RAM / SSD and swapped back in on readmission (which
+ * needs the pool to have room for them); otherwise its blocks are freed and it is recomputed from
+ * scratch on readmission. A
  * waiting request is admitted only while the pool's free bytes, less what partially prefilled
  * sequences still need for their prompts, cover its whole prompt under its own policy: the pool
  * counts compressed bytes, so a compressed policy admits more sequences. Nothing is admitted in a
@@ -62,6 +66,7 @@ final class Scheduler {
     static final int SHARE_WAIT_TOKENS = 16;
 
     private final KvSpace pool;
+    private final Preemption preemption;
     private final int maxBatch;
     private final int stepTokens;
     private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();
@@ -69,12 +74,17 @@ final class Scheduler {
     private final List<Sequence> running = new ArrayList<>();
 
     Scheduler(KvSpace pool, int maxBatch, int stepTokens) {
+        this(pool, Preemption.RECOMPUTE, maxBatch, stepTokens);
+    }
+
+    Scheduler(KvSpace pool, Preemption preemption, int maxBatch, int stepTokens) {
         if (maxBatch < 1) throw new IllegalArgumentException("maxBatch must be >= 1, got " + maxBatch);
         if (stepTokens < maxBatch) {
             throw new IllegalArgumentException("the per-step token budget (" + stepTokens
                     + ") must be at least maxBatch (" + maxBatch + ") so every running sequence can decode each step");
         }
         this.pool = pool;
+        this.preemption = preemption;
         this.maxBatch = maxBatch;
         this.stepTokens = stepTokens;
     }
@@ -103,7 +113,8 @@ final class Scheduler {
 
     /**
      * Sends running sequences back to the waiting queue (blocks freed, recomputed later), in
-     * arrival order at its front: for a step that ran out of KV space half-way.
+     * arrival order at its front: for a step that ran out of KV space or lost a block half-way (its
+     * caches are half written, so they are never swapped).
      */
     void preempt(List<Sequence> sequences) {
         var latestFirst = new ArrayList<>(sequences);
@@ -139,7 +150,7 @@ final class Scheduler {
                 // Nobody later is left to preempt: a smaller prefill chunk may still fit.
                 while (!room && chunk > 1) {
                     chunk = (chunk + 1) / 2;
-                    room = pool.reserve(seq.kv(), chunk);
+                    room = pool.reserveSpilling(seq.kv(), chunk);
                 }
                 if (room) {
                     items.add(new Item(seq, seq.computed(), chunk, chunk == seq.pending()));
@@ -163,6 +174,11 @@ final class Scheduler {
     }
 
     private boolean admit(Sequence seq, int budget, List<Item> items) {
+        if (seq.isSwapped()) {
+            Boolean resumed = resume(seq, budget, items);
+            if (resumed != null) return resumed;
+            // a block of its swapped cache was lost: admitted below as a new sequence, recomputed
+        }
         Sequence donor = null;
         int shared = 0;
         int coming = 0;
@@ -185,20 +201,58 @@ final class Scheduler {
             cache = pool.fork(donor.kv(), shared);
             shared = cache == null ? 0 : cache.length();
         }
-        long need = pool.bytesFor(seq.policy, seq.length() + 1) - (shared > 0 ? pool.bytesFor(seq.policy, shared) : 0);
+        int chunk = Math.min(seq.length() - shared, budget);
+        // Alone, a sequence of an offload policy may hold more than the pool (it spills); beside
+        // others it is admitted only when it fits whole, as running sequences stay resident.
+        boolean alone = running.isEmpty() && items.isEmpty();
+        long need = (alone ? pool.admissionBytes(seq.policy, seq.length() + 1, chunk) : pool.bytesFor(seq.policy, seq.length() + 1))
+                - (shared > 0 ? pool.bytesFor(seq.policy, shared) : 0);
         if (pool.freeBytes() - owedToPrefills(items) < need) {
             if (cache != null) cache.close();
             return false;
         }
         if (cache == null) cache = pool.open(seq.policy);
-        int chunk = Math.min(seq.length() - shared, budget);
-        if (!pool.reserve(cache, chunk)) {
+        if (!(alone ? pool.reserveSpilling(cache, chunk) : pool.reserve(cache, chunk))) {
             cache.close();
             return false;
         }
         seq.admit(cache, shared);
         insertByArrival(seq);
         items.add(new Item(seq, shared, chunk, chunk == seq.pending()));
+        return true;
+    }
+
+    /**
+     * Readmits a swapped-out sequence where it stopped: all its blocks come back at once when the pool
+     * has room for them and its next chunk. When it alone cannot get them back (nothing else runs,
+     * nothing else is planned) it resumes anyway and its offload tier brings blocks up as the layers
+     * read them. Null when a block was lost and the sequence must be recomputed instead.
+     */
+    private Boolean resume(Sequence seq, int budget, List<Item> items) {
+        int chunk = Math.min(seq.pending(), budget);
+        long need = pool.swapInBytes(seq.kv()) + pool.bytesFor(seq.policy, seq.length() + 1) - pool.bytesFor(seq.policy, seq.computed());
+        boolean alone = running.isEmpty() && items.isEmpty();
+        boolean eager = pool.freeBytes() - owedToPrefills(items) >= need;
+        if (!eager && !alone) return false;
+        if (eager) {
+            try {
+                pool.swapIn(seq.kv());
+            } catch (BlockLostException lost) {
+                seq.dropSwapped();
+                return null;
+            }
+        }
+        if (!(alone ? pool.reserveSpilling(seq.kv(), chunk) : pool.reserve(seq.kv(), chunk))) {
+            // back down: unchanged blocks keep their lower copies, so this moves no bytes
+            if (!pool.swapOut(seq.kv())) {
+                seq.dropSwapped();
+                return null;
+            }
+            return false;
+        }
+        seq.resume();
+        insertByArrival(seq);
+        items.add(new Item(seq, seq.computed(), chunk, chunk == seq.pending()));
         return true;
     }
 
@@ -232,7 +286,8 @@ final class Scheduler {
     private boolean makeRoom(Sequence seq, int tokens, List<Item> items, List<Sequence> preempted) {
         while (!pool.reserve(seq.kv(), tokens)) {
             int last = running.size() - 1;
-            if (running.get(last) == seq) return false;
+            // the latest arrival itself: with an offload policy its cold blocks may still go down
+            if (running.get(last) == seq) return pool.reserveSpilling(seq.kv(), tokens);
             Sequence victim = running.get(last);
             items.removeIf(item -> item.seq() == victim);
             preemptAt(last, preempted);
@@ -242,7 +297,11 @@ final class Scheduler {
 
     private void preemptAt(int index, List<Sequence> preempted) {
         Sequence victim = running.remove(index);
-        victim.preempt();
+        if (preemption == Preemption.SWAP && pool.canSwap(victim.policy) && pool.swapOut(victim.kv())) {
+            victim.swappedOut();
+        } else {
+            victim.preempt();
+        }
         waiting.addFirst(victim);
         preempted.add(victim);
     }

@@ -11,6 +11,7 @@ import java.util.Arrays;
  *   WAITING ──admit──▶ PREFILLING ──last chunk──▶ RUNNING ──stop/length/cancel──▶ FINISHED
  *      ▲                   │                         │
  *      └──────preempt──────┴─────────────────────────┘   (blocks freed; everything recomputed)
+ *      └──────swap out─────┴─────────────────────────┘   (blocks moved to host/SSD; swapped in on readmission)
  * </pre>
  *
  * <p>The model needs every token but the newest in the cache to produce the next one, so a
@@ -37,6 +38,8 @@ final class Sequence {
     private State state = State.WAITING;
     private SequenceKv kv;
     private int preemptions;
+    /** Waiting with its cache moved to the lower tiers (swap preemption): computed tokens kept. */
+    private boolean swapped;
 
     Sequence(long id, long arrival, int[] prompt, String policy, Generation generation) {
         if (prompt.length == 0) throw new IllegalArgumentException("a prompt needs at least one token");
@@ -74,6 +77,8 @@ final class Sequence {
 
     boolean isFinished() { return state == State.FINISHED; }
 
+    boolean isSwapped() { return swapped; }
+
     /** Appends a sampled token: it is pending until the next step feeds it. */
     void append(int token) {
         if (state != State.RUNNING && state != State.PREFILLING) throw new IllegalStateException(id + " is " + state);
@@ -104,8 +109,32 @@ final class Sequence {
         state = State.WAITING;
     }
 
+    /** Swap preemption: the cache (already moved down by the pool) and every computed token are kept. */
+    void swappedOut() {
+        if (state != State.PREFILLING && state != State.RUNNING) throw new IllegalStateException(id + " is " + state);
+        swapped = true;
+        preemptions++;
+        state = State.WAITING;
+    }
+
+    /** Readmitted after {@link #swappedOut}: continues where it stopped. */
+    void resume() {
+        if (!swapped || state != State.WAITING) throw new IllegalStateException(id + " is " + state + (swapped ? "" : ", not swapped"));
+        swapped = false;
+        state = generatedCount() > 0 && pending() == 1 ? State.RUNNING : State.PREFILLING;
+    }
+
+    /** A swapped cache that cannot come back whole (a lost block): recompute from scratch instead. */
+    void dropSwapped() {
+        if (!swapped) throw new IllegalStateException(id + " is not swapped");
+        release();
+        computed = 0;
+        swapped = false;
+    }
+
     void finish() {
         release();
+        swapped = false;
         state = State.FINISHED;
     }
 

@@ -1,14 +1,20 @@
 package dev.kvserve.scheduler;
 
+import dev.kvserve.kvcache.BlockLostException;
+import dev.kvserve.kvcache.KvBudgetExceededException;
 import dev.kvserve.kvcache.SequenceKv;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * A small but real paged pool for scheduler tests: fixed-token blocks whose byte size depends on
  * the policy (so a "compressed" policy fits more tokens in the same byte budget), reference-counted
- * so forks share whole blocks, and strict: writing past reserved blocks throws.
+ * so forks share whole blocks, and strict: writing past reserved blocks throws. Policies marked
+ * {@link #swappable} have an unbounded lower tier: swapped-out blocks keep their contents but leave the
+ * pool, and writing into one that was not swapped back in throws.
  */
 final class BlockPool implements KvSpace {
 
@@ -18,6 +24,10 @@ final class BlockPool implements KvSpace {
     private long used;
     private long blocksUsed;
     final List<Cache> open = new ArrayList<>();
+    private final Set<String> swappable = new HashSet<>();
+    /** The next swap-in finds a block's lower copy corrupt. */
+    boolean loseNextSwapIn;
+    int swapOuts, swapIns;
 
     BlockPool(int blockTokens, long capacity, Map<String, Integer> bytesPerToken) {
         this.blockTokens = blockTokens;
@@ -30,6 +40,7 @@ final class BlockPool implements KvSpace {
         /** What the "model" stored at each position, so forks and recomputation can be checked. */
         final int[] tokens = new int[blockTokens];
         int refs = 1;
+        boolean resident = true;
 
         Block(long bytes) {
             this.bytes = bytes;
@@ -38,7 +49,7 @@ final class BlockPool implements KvSpace {
         }
 
         void release() {
-            if (--refs == 0) {
+            if (--refs == 0 && resident) {
                 used -= bytes;
                 blocksUsed--;
             }
@@ -74,6 +85,7 @@ final class BlockPool implements KvSpace {
             for (int i = 0; i < stepTokens.length; i++) {
                 Block block = blocks.get((length + i) / blockTokens);
                 if (block.refs > 1) throw new IllegalStateException("write into a block shared with another sequence");
+                if (!block.resident) throw new IllegalStateException("write into a swapped-out block");
                 block.tokens[(length + i) % blockTokens] = stepTokens[i];
             }
             advance(stepTokens.length);
@@ -97,6 +109,48 @@ final class BlockPool implements KvSpace {
             blocks.forEach(Block::release);
             blocks.clear();
             open.remove(this);
+        }
+    }
+
+    BlockPool swappable(String policy) {
+        swappable.add(policy);
+        return this;
+    }
+
+    @Override public boolean canSwap(String policy) { return swappable.contains(policy); }
+
+    @Override public boolean swapOut(SequenceKv kv) {
+        Cache cache = (Cache) kv;
+        if (!swappable.contains(cache.policy)) return false;
+        for (Block b : cache.blocks) {
+            if (!b.resident || b.refs > 1) continue;
+            b.resident = false;
+            used -= b.bytes;
+            blocksUsed--;
+        }
+        swapOuts++;
+        return true;
+    }
+
+    @Override public long swapInBytes(SequenceKv kv) {
+        long n = 0;
+        for (Block b : ((Cache) kv).blocks) if (!b.resident) n += b.bytes;
+        return n;
+    }
+
+    @Override public void swapIn(SequenceKv kv) {
+        swapIns++;
+        if (loseNextSwapIn) {
+            loseNextSwapIn = false;
+            throw new BlockLostException("test: corrupt lower copy", blockTokens);
+        }
+        long need = swapInBytes(kv);
+        if (need > freeBytes()) throw new KvBudgetExceededException(need, freeBytes(), capacity);
+        for (Block b : ((Cache) kv).blocks) {
+            if (b.resident) continue;
+            b.resident = true;
+            used += b.bytes;
+            blocksUsed++;
         }
     }
 

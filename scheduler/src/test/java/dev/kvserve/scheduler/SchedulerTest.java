@@ -15,9 +15,12 @@ import org.junit.jupiter.api.Test;
  */
 class SchedulerTest {
 
-    /** 4-token blocks; "f16" costs 16 bytes a token, "q4" 4 bytes (a quarter, like a 4-bit cache). */
+    /**
+     * 4-token blocks; "f16" costs 16 bytes a token, "q4" 4 bytes (a quarter, like a 4-bit cache), "s4" 4
+     * bytes with a lower tier to swap to (like {@code int4+offload:host=...}).
+     */
     private static BlockPool pool(long capacity) {
-        return new BlockPool(4, capacity, Map.of("f16", 16, "q4", 4));
+        return new BlockPool(4, capacity, Map.of("f16", 16, "q4", 4, "s4", 4)).swappable("s4");
     }
 
     private long nextId;
@@ -147,6 +150,121 @@ class SchedulerTest {
         assertThat(second.tokens(0, secondTokens.length)).isEqualTo(secondTokens);
         assertThat(second.generatedCount()).isEqualTo(generatedBefore + 1);
         assertThat(second.preemptions()).isEqualTo(1);
+    }
+
+    /** As {@link #step}, the "model" storing each fed token in its block (so a cache's history can be checked). */
+    private static Scheduler.Plan stepWriting(Scheduler scheduler) {
+        Scheduler.Plan plan = scheduler.schedule();
+        for (var item : plan.items()) {
+            assertThat(item.seq().kv().length()).as("cache length before the step").isEqualTo(item.start());
+            ((BlockPool.Cache) item.seq().kv()).write(item.tokens());
+        }
+        scheduler.completed(plan);
+        for (var item : plan.items()) {
+            if (item.samples()) item.seq().append(7 + item.seq().generatedCount());
+        }
+        return plan;
+    }
+
+    /** Two s4 sequences in 16 blocks grow until the later one is preempted; returns that step's plan. */
+    private Scheduler.Plan untilPreempted(Scheduler scheduler, Sequence first, Sequence second) {
+        scheduler.add(first);
+        scheduler.add(second);
+        stepWriting(scheduler);
+        Scheduler.Plan plan;
+        int steps = 0;
+        do {
+            plan = stepWriting(scheduler);
+        } while (plan.preempted().isEmpty() && ++steps < 100);
+        assertThat(plan.preempted()).containsExactly(second);
+        return plan;
+    }
+
+    @Test
+    void swapPreemptionKeepsTheCacheAndResumesWhereItStopped() {
+        var pool = pool(256);
+        var scheduler = new Scheduler(pool, Preemption.SWAP, 8, 64);
+        Sequence first = seq(8, "s4");
+        Sequence second = seq(8, "s4");
+        untilPreempted(scheduler, first, second);
+
+        assertThat(second.state()).isEqualTo(Sequence.State.WAITING);
+        assertThat(second.isSwapped()).isTrue();
+        assertThat(second.kv()).as("the cache is kept, below the pool").isNotNull();
+        int computed = second.computed();
+        assertThat(computed).isEqualTo(second.length() - 1);
+        int[] history = ((BlockPool.Cache) second.kv()).history();
+        assertThat(history).isEqualTo(second.tokens(0, computed));
+        assertThat(pool.swapOuts).isEqualTo(1);
+        assertThat(pool.usedBytes()).as("its blocks left the pool").isEqualTo(first.kv().bytesHeld());
+        long swapped = pool.swapInBytes(second.kv());
+        assertThat(swapped).isEqualTo(pool.bytesFor("s4", computed));
+
+        // Readmission needs room for every swapped block plus the next token's: not while first holds the pool.
+        for (int i = 0; i < 3; i++) {
+            long free = pool.freeBytes();
+            Scheduler.Plan plan = stepWriting(scheduler);
+            boolean resumed = plan.items().stream().anyMatch(item -> item.seq() == second);
+            assertThat(resumed).as("free %d, swapped %d", free, swapped).isEqualTo(free >= swapped + 16);
+            if (resumed) break;
+            assertThat(second.isSwapped()).isTrue();
+        }
+        if (second.isSwapped()) {
+            scheduler.finish(first);
+            Scheduler.Plan resume = stepWriting(scheduler);
+            // Continues with its next token: nothing recomputed.
+            assertThat(resume.items()).extracting(i -> i.seq().id, Scheduler.Item::start, Scheduler.Item::count, Scheduler.Item::samples)
+                    .containsExactly(org.assertj.core.groups.Tuple.tuple(second.id, computed, 1, true));
+        }
+        assertThat(pool.swapIns).isEqualTo(1);
+        assertThat(second.isSwapped()).isFalse();
+        assertThat(second.state()).isEqualTo(Sequence.State.RUNNING);
+        assertThat(second.preemptions()).isEqualTo(1);
+        int[] after = ((BlockPool.Cache) second.kv()).history();
+        assertThat(java.util.Arrays.copyOf(after, computed)).as("the swapped blocks came back unchanged").isEqualTo(history);
+        scheduler.finish(second);
+        scheduler.finish(first);
+        assertThat(pool.usedBytes()).isZero();
+        assertThat(pool.open).isEmpty();
+    }
+
+    @Test
+    void aBlockLostWhileSwappedFallsBackToRecompute() {
+        var pool = pool(256);
+        var scheduler = new Scheduler(pool, Preemption.SWAP, 8, 64);
+        Sequence first = seq(8, "s4");
+        Sequence second = seq(8, "s4");
+        untilPreempted(scheduler, first, second);
+        assertThat(second.isSwapped()).isTrue();
+        int length = second.length();
+
+        pool.loseNextSwapIn = true;
+        scheduler.finish(first);
+        Scheduler.Plan plan = stepWriting(scheduler);
+        assertThat(pool.swapIns).isEqualTo(1);
+        // Prompt and generated tokens prefilled again in a fresh cache.
+        assertThat(plan.items()).extracting(i -> i.seq().id, Scheduler.Item::start, Scheduler.Item::count)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(second.id, 0, length));
+        assertThat(second.isSwapped()).isFalse();
+        assertThat(((BlockPool.Cache) second.kv()).history()).isEqualTo(second.tokens(0, length));
+        scheduler.finish(second);
+        assertThat(pool.usedBytes()).isZero();
+        assertThat(pool.open).as("the lost cache was closed").isEmpty();
+    }
+
+    @Test
+    void recomputePreemptionNeverSwapsAndPoliciesWithoutATierAreRecomputedUnderSwap() {
+        for (var mode : new Object[][] {{Preemption.RECOMPUTE, "s4"}, {Preemption.SWAP, "q4"}}) {
+            var pool = pool(256);
+            var scheduler = new Scheduler(pool, (Preemption) mode[0], 8, 64);
+            Sequence first = seq(8, (String) mode[1]);
+            Sequence second = seq(8, (String) mode[1]);
+            untilPreempted(scheduler, first, second);
+            assertThat(second.isSwapped()).isFalse();
+            assertThat(second.kv()).isNull();
+            assertThat(second.computed()).isZero();
+            assertThat(pool.swapOuts).isZero();
+        }
     }
 
     @Test

@@ -61,7 +61,7 @@ final class CsdWorker implements AttentionOffload, AutoCloseable {
                 MemorySegment block = store.hostSnapshot(c);
                 if (block == null) {
                     long[] ext = store.extentOf(c);
-                    ByteBuffer buf = store.readChecked(ext[0], ext[1], (int) ext[2], c.bytes);
+                    ByteBuffer buf = store.readChecked(ext[0], ext[1], (int) ext[2], c.bytes, false);
                     store.csdInternal.addAndGet(ext[1]);
                     block = MemorySegment.ofBuffer(buf);
                 }

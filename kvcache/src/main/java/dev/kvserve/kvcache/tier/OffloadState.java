@@ -59,7 +59,6 @@ final class OffloadState implements TierState {
         List<Block> needed = blocksRead(layer, selection);
         pinned.addAll(needed);
         lastRead.set(layer, needed);
-        if (config.prefetch) prefetch((layer + 1) % geometry.layers());
         boolean csd = config.csd;
         for (Block b : needed) {
             if (!b.resident()) {
@@ -69,6 +68,10 @@ final class OffloadState implements TierState {
             }
             ctx.touch(b, clock);
         }
+        // Issued after this layer's blocks came up: making room for them may have just moved the next
+        // layer's blocks down (always so when the pool holds about one layer of a two-layer model), and
+        // a resident block is not prefetched.
+        if (config.prefetch) prefetch((layer + 1) % geometry.layers());
     }
 
     /** The blocks of {@code layer} that slots of {@code selection} (all, when null) fall in. */

@@ -406,6 +406,11 @@ public final class TierStore implements AutoCloseable {
     }
 
     private ByteBuffer readRun(long position, long length) {
+        return readRun(position, length, true);
+    }
+
+    /** {@code byRuntime}: counted in {@code ssdBytesRead}; the CSD worker's reads are device-internal and counted apart. */
+    private ByteBuffer readRun(long position, long length, boolean byRuntime) {
         ByteBuffer buf = ByteBuffer.allocateDirect((int) length);
         try {
             long pos = position;
@@ -417,7 +422,7 @@ public final class TierStore implements AutoCloseable {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-        ssdRead.addAndGet(buf.position());
+        if (byRuntime) ssdRead.addAndGet(buf.position());
         buf.flip();
         return buf;
     }
@@ -434,7 +439,11 @@ public final class TierStore implements AutoCloseable {
     }
 
     ByteBuffer readChecked(long offset, long extentBytes, int crc, long bytes) {
-        ByteBuffer run = readRun(offset, extentBytes);
+        return readChecked(offset, extentBytes, crc, bytes, true);
+    }
+
+    ByteBuffer readChecked(long offset, long extentBytes, int crc, long bytes, boolean byRuntime) {
+        ByteBuffer run = readRun(offset, extentBytes, byRuntime);
         if (run.limit() < bytes) return checked(run, crc, bytes);
         return checked(run.slice(0, (int) bytes), crc, bytes);
     }
