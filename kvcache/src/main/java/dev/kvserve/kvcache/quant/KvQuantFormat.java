@@ -160,7 +160,7 @@ public final class KvQuantFormat implements KvStorageFormat, CalibratedFormat {
         /**
          * Gives back the side memory of positions no head holds any more, so that an eviction rule
          * composed with KVQuant (e.g. {@code +sink}) saves on the per-token scales and outlier lists as
-         * well as on the blocks: every 128-position chunk of the scale and pointer arrays without a live
+         * well as on the blocks: every 32-position chunk of the scale and pointer arrays without a live
          * position is freed, and the outlier entries are compacted once dead lists pass a quarter of the live ones.
          * Checked every {@link #RESCAN_POSITIONS} new positions (freeing is by chunk anyway).
          */

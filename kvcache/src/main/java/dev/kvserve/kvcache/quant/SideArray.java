@@ -16,7 +16,7 @@ import java.util.List;
  */
 final class SideArray {
 
-    static final int CHUNK_ELEMENTS = 128;
+    static final int CHUNK_ELEMENTS = 32;
     private final SideMemory side;
     private final int elementBytes;
     private final List<MemorySegment> chunks = new ArrayList<>();

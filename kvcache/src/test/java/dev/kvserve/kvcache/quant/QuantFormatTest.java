@@ -102,7 +102,7 @@ class QuantFormatTest {
             KvQuantSequence ks = (KvQuantSequence) oracle;
             outliers = ks.keyOutliers() + ks.valueOutliers();
             // Blocks: codes (+ fp16 sink slots); side memory: per token the value scale and the
-            // outlier stores' pointer and count, per outlier 4 bytes, allocated in 128-element chunks.
+            // outlier stores' pointer and count, per outlier 4 bytes, allocated in 32-element chunks.
             long blocks = 0;
             for (int l = 0; l < GEO.layers(); l++) {
                 for (int h = 0; h < GEO.kvHeads(); h++) {
@@ -122,10 +122,12 @@ class QuantFormatTest {
         }
     }
 
+    private static final RopeTable STEP_ROPE = new RopeTable(GEO.rope(), GEO.headDim());
+
     /** One decode step of token t through every layer, with the hooks eviction rules act in. */
     static void step(PagedSequence s, float[][][] seq, int t) {
         int c = GEO.kvDim(), d = GEO.headDim();
-        RopeTable rope = new RopeTable(GEO.rope(), d);
+        RopeTable rope = STEP_ROPE;
         for (int l = 0; l < GEO.layers(); l++) {
             float[] pre = Arrays.copyOfRange(seq[0][l], t * c, (t + 1) * c);
             float[] post = pre.clone();
@@ -157,7 +159,7 @@ class QuantFormatTest {
             assertThat(kept).isCloseTo((double) (sinks + window) / tokens, offset(0.02));
             double product = kvq.bytesHeld() * kept;
             // Granularity: per layer and KV head a partly used block at each end of the kept run; per
-            // layer the 128-position chunks of the value scales and both outlier pointer arrays (4 B
+            // layer the 32-position chunks of the value scales and both outlier pointer arrays (4 B
             // each) that straddle the window's start and hold the sinks, and outlier entries of dead
             // positions, never more than a quarter of the live ones or 256, until compaction.
             int kvquantBlock = BLOCK * 2 * BitPacking.bytesFor(GEO.headDim(), 4);
