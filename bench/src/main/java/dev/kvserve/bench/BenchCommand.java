@@ -131,7 +131,7 @@ public final class BenchCommand implements Callable<Integer> {
                 for (int t : threadCounts) {
                     try (Backend be = Backends.select(backend, t);
                          LlamaModel model = LlamaModel.load(modelPath, be, t);
-                         KvCacheManager kvm = new KvCacheManager(model.kvGeometry(), UNBOUNDED_KV)) {
+                         KvCacheManager kvm = new KvCacheManager(model.identity(), model.kvGeometry(), UNBOUNDED_KV)) {
                         for (KvCachePolicy policy : policies) {
                             for (Test test : tests) {
                                 bar.suffix(model.name() + " t=" + t + " " + policy + " " + test.name());

@@ -131,7 +131,7 @@ public final class KvEvalCommand implements Callable<Integer> {
         int threads = modelOptions.threads();
         try (Backend backend = Backends.select(modelOptions.backend(), threads);
              LlamaModel model = LlamaModel.load(modelOptions.modelPath(), backend, threads);
-             KvCacheManager kvm = new KvCacheManager(model.kvGeometry(), UNBOUNDED_KV)) {
+             KvCacheManager kvm = new KvCacheManager(model.identity(), model.kvGeometry(), UNBOUNDED_KV)) {
             Report report = task.equals("needle") ? needle(model, kvm, policies) : perplexity(model, kvm, policies, text);
             if (outFile != null) report.write(outFile);
             out().flush();

@@ -3,6 +3,8 @@ package dev.kvserve.kvcache;
 import dev.kvserve.kvcache.evict.EvictionPolicy;
 import dev.kvserve.kvcache.format.FormatBinding;
 import dev.kvserve.kvcache.format.KvStorageFormat;
+import dev.kvserve.kvcache.quant.CalibratedFormat;
+import dev.kvserve.kvcache.quant.ModelIdentity;
 import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.Map;
@@ -19,6 +21,7 @@ public final class KvCacheManager implements AutoCloseable {
     public static final int DEFAULT_BLOCK_TOKENS = 16;
 
     private final KvGeometry geometry;
+    private final ModelIdentity model;
     private final int blockTokens;
     private final BlockPool pool;
     private final RopeTable rope;
@@ -31,6 +34,24 @@ public final class KvCacheManager implements AutoCloseable {
     }
 
     public KvCacheManager(KvGeometry geometry, long budgetBytes, int blockTokens) {
+        this(geometry, budgetBytes, blockTokens, null);
+    }
+
+    /** A cache for the model {@code model} identifies: calibrated policies made for another model are refused. */
+    public KvCacheManager(ModelIdentity model, KvGeometry geometry, long budgetBytes) {
+        this(geometry, budgetBytes, DEFAULT_BLOCK_TOKENS, model);
+    }
+
+    /**
+     * @param model the loaded model's identity (architecture, shape, RoPE, weight hash), against which
+     *              calibration files are checked when a calibrated policy is first opened; null when
+     *              unknown, and then only the KV geometry is checked
+     */
+    public KvCacheManager(KvGeometry geometry, long budgetBytes, int blockTokens, ModelIdentity model) {
+        if (model != null && !model.matches(geometry)) {
+            throw new IllegalArgumentException("model identity " + model + " does not describe the KV geometry " + geometry);
+        }
+        this.model = model;
         if (blockTokens < 1 || blockTokens > 1024) {
             throw new IllegalArgumentException("block size must be 1..1024 tokens, got " + blockTokens);
         }
@@ -42,6 +63,11 @@ public final class KvCacheManager implements AutoCloseable {
 
     public KvGeometry geometry() {
         return geometry;
+    }
+
+    /** The model this cache serves, or null when it was not given. */
+    public ModelIdentity model() {
+        return model;
     }
 
     public int blockTokens() {
@@ -57,10 +83,17 @@ public final class KvCacheManager implements AutoCloseable {
         return rope;
     }
 
-    /** The format of {@code policy} bound to this cache's geometry (validated once, then cached). */
+    /**
+     * The format of {@code policy} bound to this cache's geometry (validated once, then cached). A
+     * calibrated format is also checked against the model, when known: binding alone sees only the
+     * geometry, and a file fitted to another model of the same shape would otherwise run silently.
+     */
     public FormatBinding binding(KvCachePolicy policy) {
         KvStorageFormat format = policy.format();
-        return bindings.computeIfAbsent(format.spec(), k -> format.bind(geometry, blockTokens));
+        return bindings.computeIfAbsent(format.spec(), k -> {
+            if (model != null) CalibratedFormat.checkModel(policy, model);
+            return format.bind(geometry, blockTokens);
+        });
     }
 
     /**

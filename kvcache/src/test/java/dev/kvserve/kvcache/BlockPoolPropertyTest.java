@@ -25,7 +25,7 @@ class BlockPoolPropertyTest {
     static final KvGeometry G = new KvGeometry(2, 4, 2, 8, 4096, new RopeConfig(8, 10000f, 1f, false));
     static final int BLOCK = 4;
     static final String[] POLICIES = {
-            "fp32", "fp16", "int8", "int4:group=4", "kivi:bits=2,group=4,residual=8",
+            "fp32", "fp16", "int8", "int4:group=4", "int3:group=8", "kivi:bits=2,group=4,residual=8",
             "sink:sinks=2,window=9", "int4:group=8+sink:sinks=3,window=6", "kivi:bits=4,group=4,residual=4+sink:sinks=1,window=13",
     };
 

@@ -34,7 +34,7 @@ class CodecReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"fp32", "fp16", "int8", "int4:group=8", "kivi:bits=2,group=4,residual=0", "kivi:bits=4,group=16,residual=0"})
+    @ValueSource(strings = {"fp32", "fp16", "int8", "int4:group=8", "int3", "int3:group=8", "kivi:bits=2,group=4,residual=0", "kivi:bits=4,group=16,residual=0"})
     void vectorKernelsMatchTheScalarReference(String spec) {
         int d = 16, bt = 16, nq = 6;
         KvGeometry g = new KvGeometry(1, 6, 2, d, 1024, new RopeConfig(d, 10000f, 1f, true));

@@ -86,8 +86,13 @@ class KvCachePolicyTest {
                     .hasMessageContaining("group=32 must divide the head size 8");
             assertThatThrownBy(() -> m.open("kivi:group=3"))
                     .hasMessageContaining("kivi: group=3 and the block size 16 tokens must divide one another");
+            assertThatThrownBy(() -> m.open("int3:group=4"))
+                    .hasMessageContaining("int3: group=4 of 3-bit codes is not whole bytes");
             assertThat(m.open("int4:group=4").policy().toString()).isEqualTo("int4:group=4");
-            assertThat(m.stats().sequences()).isEqualTo(1);
+            assertThat(m.open("int3").policy().toString()).isEqualTo("int3:group=head");
+            // 8 three-bit codes in 3 bytes + fp16 scale and minimum, for K and V, 16 slots a block
+            assertThat(m.bytesFor(KvCachePolicy.parse("int3"), 16)).isEqualTo(2 * 16 * (3 + 4));
+            assertThat(m.stats().sequences()).isEqualTo(2);
         }
     }
 }

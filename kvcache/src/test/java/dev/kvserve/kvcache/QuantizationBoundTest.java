@@ -10,7 +10,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 /**
  * Element-wise error bounds of the uniform quantizers, read back through the cache: a value is off by
  * at most half a quantization step of its group, where the step is (max - min) / (2^bits - 1) of the
- * group it was quantized in (per token and channel group for int8/int4 and KIVI values, per channel
+ * group it was quantized in (per token and channel group for int8/int4/int3 and KIVI values, per channel
  * and token group for KIVI keys), plus fp16 rounding of the stored scale and minimum.
  */
 class QuantizationBoundTest {
@@ -20,6 +20,7 @@ class QuantizationBoundTest {
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
             "int8 | 8 | 16 | 0 | 0", "int8:group=4 | 8 | 4 | 0 | 0", "int4 | 4 | 16 | 0 | 0", "int4:group=8 | 4 | 8 | 0 | 0",
+            "int3 | 3 | 16 | 0 | 0", "int3:group=8 | 3 | 8 | 0 | 0",
             "kivi:bits=2,group=8,residual=16 | 2 | 8 | 8 | 16", "kivi:bits=4,group=16,residual=0 | 4 | 16 | 16 | 0",
             "kivi:bits=2,group=32,residual=4 | 2 | 16 | 16 | 4"})
     void everyElementIsWithinHalfAStepOfItsGroup(String spec, int bits, int valueGroup, int keyTokenGroup, int residual) {

@@ -370,7 +370,7 @@ public final class Engine implements AutoCloseable {
             KvCacheManager kv = null;
             try {
                 llama = LlamaModel.load(path, compute, threads);
-                kv = new KvCacheManager(llama.kvGeometry(), kvBudget);
+                kv = new KvCacheManager(llama.identity(), llama.kvGeometry(), kvBudget);
                 var parts = new Parts(new LlamaStepModel(llama, compute), new PagedKvSpace(kv), llama.tokenizer(),
                         SamplerPicker.factory(llama.tokenizer()), llama.name(), llama.chatTemplate(), null);
                 return build(parts);

@@ -47,7 +47,7 @@ public final class PerplexityCommand implements Callable<Integer> {
             int[] tokens = model.tokenizer().encode(text, true, false);
             System.err.printf("%s: %d tokens in %.2fs; model %s, KV %s%n", file.getFileName(), tokens.length,
                     (System.nanoTime() - t0) / 1e9, model.name(), policy);
-            try (KvCacheManager kvm = new KvCacheManager(model.kvGeometry(), UNBOUNDED_KV)) {
+            try (KvCacheManager kvm = new KvCacheManager(model.identity(), model.kvGeometry(), UNBOUNDED_KV)) {
                 int total = chunks > 0 ? Math.min(chunks, tokens.length / ctx) : tokens.length / ctx;
                 long start = System.nanoTime();
                 Perplexity.Result r;

@@ -4,15 +4,18 @@ import dev.kvserve.kernels.kv.KvKernels;
 import dev.kvserve.kvcache.KvGeometry;
 import dev.kvserve.kvcache.KvRows;
 import dev.kvserve.kvcache.policy.Params;
+import dev.kvserve.kvcache.quant.BitPacking;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
 /**
- * {@code int8} / {@code int4}: uniform asymmetric quantization per token, in groups of {@code group}
+ * {@code int8} / {@code int4} / {@code int3}: uniform asymmetric quantization per token, in groups of {@code group}
  * consecutive channels of a head (FlexGen-style group-wise min/max; {@code group=head} means one group
  * per head). Keys are quantized after RoPE, as the KVQuant paper configures its per-token baselines.
  * Each group stores fp16 scale and fp16 minimum. Per-slot layout: codes (headDim·bits/8 bytes) then
- * groups × (scale, min); block = all key slots then all value slots.
+ * groups × (scale, min); block = all key slots then all value slots. 3-bit codes are a continuous
+ * little-endian bit stream ({@link BitPacking}: 8 codes in 3 bytes), so a group must be a multiple of 8
+ * channels for its codes to end on a byte.
  */
 public final class UniformIntFormat implements KvStorageFormat {
 
@@ -75,7 +78,7 @@ public final class UniformIntFormat implements KvStorageFormat {
             this.bits = bits;
             this.group = group;
             this.groups = headDim / group;
-            this.codeBytes = KvKernels.packedBytes(headDim, bits);
+            this.codeBytes = BitPacking.bytesFor(headDim, bits);
             this.slotBytes = codeBytes + 4L * groups;
         }
 
@@ -107,13 +110,27 @@ public final class UniformIntFormat implements KvStorageFormat {
                 int p = KvKernels.quantizeGroup(x, off + g * group, 1, group, bits, codes, g * group);
                 block.set(ValueLayout.JAVA_INT_UNALIGNED, at + codeBytes + 4L * g, p);
             }
-            KvKernels.pack(codes, 0, headDim, bits, block, at);
+            if (bytePacked()) {
+                KvKernels.pack(codes, 0, headDim, bits, block, at);
+            } else {
+                for (int c = 0; c < headDim; c++) BitPacking.put(block, at, c, bits, codes[c]);
+            }
+        }
+
+        /** 2, 4 and 8 bits use the byte-aligned kernels; other widths the generic bit stream. */
+        private boolean bytePacked() {
+            return bits == 2 || bits == 4 || bits == 8;
         }
 
         private void decode(MemorySegment block, long at, float[] dst, int off) {
             int bytesPerGroup = group * bits / 8;
             for (int g = 0; g < groups; g++) {
                 int p = block.get(ValueLayout.JAVA_INT_UNALIGNED, at + codeBytes + 4L * g);
+                if (!bytePacked()) {
+                    float scale = KvKernels.scaleOf(p), min = KvKernels.minOf(p);
+                    for (int c = g * group; c < (g + 1) * group; c++) dst[off + c] = min + BitPacking.get(block, at, c, bits) * scale;
+                    continue;
+                }
                 KvKernels.dequantize(block, at + (long) g * bytesPerGroup, group, bits, KvKernels.scaleOf(p), KvKernels.minOf(p), dst, off + g * group);
             }
         }

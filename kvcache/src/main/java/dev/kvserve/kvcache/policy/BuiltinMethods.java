@@ -8,7 +8,7 @@ import dev.kvserve.kvcache.tier.OffloadTier;
 import dev.kvserve.kvcache.tier.PrimaryTier;
 import java.util.List;
 
-/** The methods that ship with the cache: fp32, fp16, int8, int4, kivi, sink, primary. */
+/** The methods that ship with the cache: fp32, fp16, int8, int4, int3, kivi, sink, primary. */
 public final class BuiltinMethods implements KvMethodProvider {
 
     @Override
@@ -22,6 +22,8 @@ public final class BuiltinMethods implements KvMethodProvider {
                         List.of(ParamSpec.ofIntOrWord("group", "head", "head", 1)), p -> new UniformIntFormat(p, 8)),
                 new MethodDef("int4", ComponentKind.FORMAT, "4-bit uniform per token, min/max per channel group",
                         List.of(ParamSpec.ofIntOrWord("group", "head", "head", 1)), p -> new UniformIntFormat(p, 4)),
+                new MethodDef("int3", ComponentKind.FORMAT, "3-bit uniform per token, min/max per channel group",
+                        List.of(ParamSpec.ofIntOrWord("group", "head", "head", 1)), p -> new UniformIntFormat(p, 3)),
                 new MethodDef("kivi", ComponentKind.FORMAT,
                         "KIVI: keys per channel over token groups, values per token, fp16 recent window",
                         List.of(ParamSpec.ofIntChoice("bits", 2, List.of(2, 4)),

@@ -14,15 +14,17 @@ public interface CalibratedFormat {
 
     /**
      * Refuses a policy whose calibration file was made for another model (architecture, shape, RoPE or
-     * the hashed weight tensor). Binding a format only sees the KV geometry, so whoever loads the model
-     * calls this once with {@code ModelCalibrator.identity(modelFile)}; other policies pass.
+     * the hashed weight tensor). Binding a format only sees the KV geometry; {@code KvCacheManager}
+     * calls this when it was built with the loaded model's identity ({@code LlamaModel.identity()});
+     * other policies pass.
      */
     static void checkModel(KvCachePolicy policy, ModelIdentity model) {
         if (!(policy.format() instanceof CalibratedFormat f)) return;
         List<String> diff = f.calibratedFor().differences(model);
         if (!diff.isEmpty()) {
             throw new IllegalArgumentException("KV policy " + policy.format().spec() + ": calibration file " + f.calibrationFile()
-                    + " was made for a different model: " + String.join("; ", diff));
+                    + " was made for a different model (" + f.calibratedFor() + ") than the one loaded (" + model + "): "
+                    + String.join("; ", diff) + "; calibrate this model with `kvserve calibrate`");
         }
     }
 }

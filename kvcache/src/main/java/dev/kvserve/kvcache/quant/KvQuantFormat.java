@@ -2,6 +2,7 @@ package dev.kvserve.kvcache.quant;
 
 import dev.kvserve.kvcache.KvGeometry;
 import dev.kvserve.kvcache.KvRows;
+import dev.kvserve.kvcache.LayerKv;
 import dev.kvserve.kvcache.format.AbstractBlockCodec;
 import dev.kvserve.kvcache.format.BlockCodec;
 import dev.kvserve.kvcache.format.BlockContext;
@@ -13,6 +14,7 @@ import dev.kvserve.kvcache.format.SideMemory;
 import dev.kvserve.kvcache.policy.Params;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.BitSet;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -110,12 +112,16 @@ public final class KvQuantFormat implements KvStorageFormat, CalibratedFormat {
         final SideArray[] scales;
         /** Per layer, 1 + the highest position written: a write below it re-writes a token. */
         private final int[] written;
+        /** Per layer, {@code written} when dead positions were last looked for. */
+        private final int[] scanned;
+        static final int RESCAN_POSITIONS = 16;
 
         KvQuantState(SideMemory side, int layers, boolean sparse) {
             keys = new OutlierStore[layers];
             values = new OutlierStore[layers];
             scales = new SideArray[layers];
             written = new int[layers];
+            scanned = new int[layers];
             for (int l = 0; l < layers; l++) {
                 keys[l] = sparse ? new OutlierStore(side) : null;
                 values[l] = sparse ? new OutlierStore(side) : null;
@@ -128,6 +134,7 @@ public final class KvQuantFormat implements KvStorageFormat, CalibratedFormat {
             this.values = values;
             this.scales = scales;
             this.written = written;
+            this.scanned = new int[written.length];
         }
 
         void setScale(int layer, int position, short zero, short range) {
@@ -150,6 +157,37 @@ public final class KvQuantFormat implements KvStorageFormat, CalibratedFormat {
             written[layer] = Math.max(written[layer], position + 1);
         }
 
+        /**
+         * Gives back the side memory of positions no head holds any more, so that an eviction rule
+         * composed with KVQuant (e.g. {@code +sink}) saves on the per-token scales and outlier lists as
+         * well as on the blocks: every 32-position chunk of the scale and pointer arrays without a live
+         * position is freed, and the outlier entries are compacted once dead lists pass a quarter of the live ones.
+         * Checked every {@link #RESCAN_POSITIONS} new positions (freeing is by chunk anyway).
+         */
+        @Override
+        public void beforeAttention(int layer, LayerKv kv) {
+            if (written[layer] < scanned[layer] + RESCAN_POSITIONS) return;
+            scanned[layer] = written[layer];
+            int heads = kv.geometry().kvHeads();
+            long live = 0;
+            for (int h = 0; h < heads; h++) live += kv.liveTokens(h);
+            if (live == (long) heads * written[layer]) return;
+            BitSet livePositions = new BitSet(written[layer]);
+            for (int h = 0; h < heads; h++) {
+                for (int slot = 0; slot < kv.slots(h); slot++) {
+                    int p = kv.position(h, slot);
+                    if (p >= 0) livePositions.set(p);
+                }
+            }
+            BitSet liveChunks = new BitSet();
+            for (int p = livePositions.nextSetBit(0); p >= 0; p = livePositions.nextSetBit(p + 1)) {
+                liveChunks.set(p / SideArray.CHUNK_ELEMENTS);
+            }
+            scales[layer].keepChunks(liveChunks);
+            if (keys[layer] != null) keys[layer].release(livePositions, liveChunks);
+            if (values[layer] != null) values[layer].release(livePositions, liveChunks);
+        }
+
         @Override
         public FormatState fork(SideMemory side) {
             OutlierStore[] k = new OutlierStore[keys.length], v = new OutlierStore[values.length];
@@ -166,20 +204,22 @@ public final class KvQuantFormat implements KvStorageFormat, CalibratedFormat {
     /**
      * Outliers keyed by position: {@code pointer[p]} = 1 + index of p's list in {@code entries} (0: none);
      * a list is its count followed by (channel, binary16 value) pairs. Replacing a position's list
-     * appends a new one; the old one stays until the sequence closes.
+     * appends a new one; the old one (and the lists of evicted positions) stay until {@link #release}
+     * compacts the entries.
      */
     static final class OutlierStore {
+        private final SideMemory side;
         private final SideArray pointers;
-        private final SideArray entries;
+        private SideArray entries;
         private long used;
         private int positions;
 
         OutlierStore(SideMemory side) {
-            this.pointers = new SideArray(side, 4);
-            this.entries = new SideArray(side, 2);
+            this(side, new SideArray(side, 4), new SideArray(side, 2), 0, 0);
         }
 
-        private OutlierStore(SideArray pointers, SideArray entries, long used, int positions) {
+        private OutlierStore(SideMemory side, SideArray pointers, SideArray entries, long used, int positions) {
+            this.side = side;
             this.pointers = pointers;
             this.entries = entries;
             this.used = used;
@@ -187,7 +227,44 @@ public final class KvQuantFormat implements KvStorageFormat, CalibratedFormat {
         }
 
         OutlierStore copyTo(SideMemory side) {
-            return new OutlierStore(pointers.copyTo(side), entries.copyTo(side), used, positions);
+            return new OutlierStore(side, pointers.copyTo(side), entries.copyTo(side), used, positions);
+        }
+
+        /**
+         * Frees the pointer chunks without a live position and, when the lists of dead (evicted or
+         * replaced) positions take more than a quarter of the live ones' entries (and over 256), copies
+         * the live lists into a fresh entry array and frees the old one (amortised: each copy moves at
+         * most four entries per entry that died since the last one).
+         */
+        void release(BitSet livePositions, BitSet liveChunks) {
+            pointers.keepChunks(liveChunks);
+            long liveEntries = 0;
+            for (int p = livePositions.nextSetBit(0); p >= 0 && p < positions; p = livePositions.nextSetBit(p + 1)) {
+                long at = pointers.getInt(p) - 1L;
+                if (at >= 0) liveEntries += 1 + 2L * entries.getShort(at);
+            }
+            if (used - liveEntries <= Math.max(liveEntries / 4, 2L * SideArray.CHUNK_ELEMENTS)) return;
+            SideArray fresh = new SideArray(side, 2);
+            long next = 0;
+            for (int p = 0; p < positions; p++) {
+                if (!liveChunks.get(p / SideArray.CHUNK_ELEMENTS)) {
+                    p = (p / SideArray.CHUNK_ELEMENTS + 1) * SideArray.CHUNK_ELEMENTS - 1;
+                    continue;
+                }
+                long at = pointers.getInt(p) - 1L;
+                if (at < 0) continue;
+                if (!livePositions.get(p)) {
+                    pointers.setInt(p, 0);
+                    continue;
+                }
+                int n = 1 + 2 * entries.getShort(at);
+                for (int i = 0; i < n; i++) fresh.setShort(next + i, entries.getShort(at + i));
+                pointers.setInt(p, Math.toIntExact(next + 1));
+                next += n;
+            }
+            entries.clear();
+            entries = fresh;
+            used = next;
         }
 
         void set(int position, short[] channels, short[] values, int count) {

@@ -102,7 +102,7 @@ class QuantFormatTest {
             KvQuantSequence ks = (KvQuantSequence) oracle;
             outliers = ks.keyOutliers() + ks.valueOutliers();
             // Blocks: codes (+ fp16 sink slots); side memory: per token the value scale and the
-            // outlier stores' pointer and count, per outlier 4 bytes, allocated in 128-element chunks.
+            // outlier stores' pointer and count, per outlier 4 bytes, allocated in 32-element chunks.
             long blocks = 0;
             for (int l = 0; l < GEO.layers(); l++) {
                 for (int h = 0; h < GEO.kvHeads(); h++) {
@@ -120,6 +120,82 @@ class QuantFormatTest {
             long content = GEO.layers() * 4L * (tokens - sinks) + (sparse ? 2L * GEO.layers() * 6L * (tokens - sinks) + 4 * outliers : 0);
             assertThat(side).isBetween(content, content + GEO.layers() * (512 + 2L * (512 + 256)));
         }
+    }
+
+    private static final RopeTable STEP_ROPE = new RopeTable(GEO.rope(), GEO.headDim());
+
+    /** One decode step of token t through every layer, with the hooks eviction rules act in. */
+    static void step(PagedSequence s, float[][][] seq, int t) {
+        int c = GEO.kvDim(), d = GEO.headDim();
+        RopeTable rope = STEP_ROPE;
+        for (int l = 0; l < GEO.layers(); l++) {
+            float[] pre = Arrays.copyOfRange(seq[0][l], t * c, (t + 1) * c);
+            float[] post = pre.clone();
+            for (int h = 0; h < GEO.kvHeads(); h++) rope.rotate(post, h * d, t);
+            s.append(new KvRows(l, 1, t, GEO.kvHeads(), d, pre, post, Arrays.copyOfRange(seq[1][l], t * c, (t + 1) * c)));
+            QueryRows q = new QueryRows(new float[GEO.heads() * d], 1, t, GEO.heads(), d);
+            s.beforeAttention(l, q);
+            s.afterAttention(l, q, null, false);
+        }
+        s.advance(1);
+    }
+
+    @Test
+    void kvquantUnderSinkEvictionHoldsTheProductOfBothSavings() throws Exception {
+        String file = calibrate("kvquant", "bits=4");
+        int tokens = 3000, sinks = 4, window = 512;
+        float[][][] seq = Fixtures.sequence(GEO, tokens, 93, true);
+        String evict = "+sink:sinks=" + sinks + ",window=" + window;
+        try (KvCacheManager m = new KvCacheManager(GEO, 256L << 20, BLOCK);
+             PagedSequence kvq = m.open("kvquant:calib=" + file);
+             PagedSequence both = m.open("kvquant:calib=" + file + evict);
+             PagedSequence fp16 = m.open("fp16");
+             PagedSequence fp16Window = m.open("fp16" + evict)) {
+            for (int t = 0; t < tokens; t++) {
+                for (PagedSequence s : new PagedSequence[] {kvq, both, fp16, fp16Window}) step(s, seq, t);
+            }
+            // The eviction's saving as the pool counts it for a plain format (whole blocks).
+            double kept = (double) fp16Window.bytesHeld() / fp16.bytesHeld();
+            assertThat(kept).isCloseTo((double) (sinks + window) / tokens, offset(0.02));
+            double product = kvq.bytesHeld() * kept;
+            // Granularity: per layer and KV head a partly used block at each end of the kept run; per
+            // layer the 32-position chunks of the value scales and both outlier pointer arrays (4 B
+            // each) that straddle the window's start and hold the sinks, and outlier entries of dead
+            // positions, never more than a quarter of the live ones or 256, until compaction.
+            int kvquantBlock = BLOCK * 2 * BitPacking.bytesFor(GEO.headDim(), 4);
+            long blockSlack = 2L * GEO.layers() * GEO.kvHeads() * kvquantBlock;
+            long chunkSlack = GEO.layers() * 2L * SideArray.CHUNK_ELEMENTS * (4 + 4 + 4);
+            long kvqSide = kvq.bytesHeld() - (long) GEO.layers() * GEO.kvHeads() * ((tokens + BLOCK - 1) / BLOCK) * kvquantBlock;
+            long entrySlack = (long) (kvqSide * kept / 4) + GEO.layers() * 2L * 2 * (256 + SideArray.CHUNK_ELEMENTS);
+            System.out.printf("kvquant %d B, +sink %d B, kept %.4f, product %.0f B, tolerance %d B%n", kvq.bytesHeld(),
+                    both.bytesHeld(), kept, product, blockSlack + chunkSlack + entrySlack);
+            assertThat((double) both.bytesHeld()).isBetween(product - blockSlack, product + blockSlack + chunkSlack + entrySlack);
+            // and the composition decodes the kept tokens exactly as the uncompressed-by-eviction sequence
+            float[] a = new float[GEO.headDim()], b = new float[GEO.headDim()];
+            for (int l = 0; l < GEO.layers(); l++) {
+                LayerKv full = kvq.layer(l), kept2 = both.layer(l);
+                for (int h = 0; h < GEO.kvHeads(); h++) {
+                    int live = 0;
+                    for (int slot = 0; slot < kept2.slots(h); slot++) {
+                        int p = kept2.position(h, slot);
+                        if (p < 0) continue;
+                        live++;
+                        kept2.readValue(h, slot, a, 0);
+                        full.readValue(h, slotOf(full, h, p), b, 0);
+                        assertThat(a).containsExactly(b);
+                        kept2.readKeyPreRope(h, slot, a, 0);
+                        full.readKeyPreRope(h, slotOf(full, h, p), b, 0);
+                        assertThat(a).containsExactly(b);
+                    }
+                    assertThat(live).isEqualTo(sinks + window);
+                }
+            }
+        }
+    }
+
+    private static int slotOf(LayerKv kv, int h, int position) {
+        for (int slot = 0; slot < kv.slots(h); slot++) if (kv.position(h, slot) == position) return slot;
+        throw new AssertionError("position " + position + " not held");
     }
 
     @ParameterizedTest
@@ -271,6 +347,21 @@ class QuantFormatTest {
         WeightTensor same = new WeightTensor(ModelIdentity.DEFAULT_HASHED_TENSOR, GgmlType.F32, new long[] {4, 1}, Arena.ofAuto().allocate(16));
         CalibratedFormat.checkModel(p, ModelIdentity.of("llama", GEO, same));
         CalibratedFormat.checkModel(KvCachePolicy.parse("fp16"), ModelIdentity.of("llama", GEO, otherWeights));
+        // The cache checks the same when it knows its model: the file's weight hash differs from the model's.
+        ModelIdentity loaded = ModelIdentity.of("llama", GEO, otherWeights);
+        try (KvCacheManager m = new KvCacheManager(GEO, 1 << 20, BLOCK, loaded)) {
+            assertThatThrownBy(() -> m.open("kvquant:calib=" + file))
+                    .isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining(file)
+                    .hasMessageContaining(ModelIdentity.of("llama", GEO, same).toString())
+                    .hasMessageContaining(loaded.toString())
+                    .hasMessageContaining("SHA-256 of " + ModelIdentity.DEFAULT_HASHED_TENSOR);
+            assertThat(m.stats().sequences()).isZero();
+            m.open("fp16").close();
+        }
+        try (KvCacheManager m = new KvCacheManager(GEO, 1 << 20, BLOCK, ModelIdentity.of("llama", GEO, same))) {
+            m.open("kvquant:calib=" + file).close();
+        }
         KvGeometry other = Fixtures.geometry(3, 4, 4, 4);
         try (KvCacheManager m = new KvCacheManager(other, 1 << 20, BLOCK)) {
             assertThatThrownBy(() -> m.open("kvquant:calib=" + file)).hasMessageContaining("was made for a model with 3 layers, 4 heads, 2 KV heads");

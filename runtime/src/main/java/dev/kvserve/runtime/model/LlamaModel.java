@@ -7,6 +7,7 @@ import dev.kvserve.attention.StepBatch;
 import dev.kvserve.kernels.Backend;
 import dev.kvserve.kernels.WeightTensor;
 import dev.kvserve.kvcache.KvGeometry;
+import dev.kvserve.kvcache.quant.ModelIdentity;
 import dev.kvserve.runtime.ModelFile;
 import dev.kvserve.runtime.tokenizer.Tokenizer;
 import dev.kvserve.runtime.tokenizer.Tokenizers;
@@ -43,6 +44,7 @@ public final class LlamaModel implements AutoCloseable {
     private final WeightTensor output;
     private final Layer[] layers;
     private final String chatTemplate;
+    private volatile ModelIdentity identity;
     private Workspace ws;
 
     private record Layer(WeightTensor attnNorm, WeightTensor wq, WeightTensor wk, WeightTensor wv, WeightTensor wo,
@@ -142,6 +144,20 @@ public final class LlamaModel implements AutoCloseable {
     /** The model's Jinja chat template, or null when the file has none. */
     public String chatTemplate() { return chatTemplate; }
     public Map<String, Object> metadata() { return file.metadata(); }
+
+    /**
+     * What a KV calibration file must record to be used with this model: architecture, KV shape, RoPE
+     * and the SHA-256 of {@code blk.0.attn_k.weight} as read from the file (computed once). Give it to
+     * {@code KvCacheManager} so calibrated policies made for another model are refused.
+     */
+    public ModelIdentity identity() {
+        ModelIdentity id = identity;
+        if (id == null) {
+            id = ModelIdentity.of(config.architecture(), config.kvGeometry(), file.tensor(ModelIdentity.DEFAULT_HASHED_TENSOR));
+            identity = id;
+        }
+        return id;
+    }
 
     /**
      * Runs one batched step and returns, per chunk, the logits of its last token ({@code float[vocab]})
