@@ -223,12 +223,13 @@ class PolicyHooksTest {
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {"fp32+sink:sinks=4,window=12 | 4 | 1e-5", "fp32+sink:sinks=2,window=5 | 16 | 1e-5",
             "fp32+sink:sinks=0,window=7 | 4 | 1e-5", "int8+sink:sinks=4,window=12 | 4 | 2e-2",
-            "kivi:bits=4,group=4,residual=4+sink:sinks=4,window=12 | 4 | 0.15"})
+            "kivi:bits=4,group=4,residual=4+sink:sinks=4,window=12 | 4 | 0.15", "fp32+sink:sinks=2,window=0.3 | 4 | 1e-5"})
     void sinkPolicyKeepsExactlySinksPlusWindowAndFreesBlocks(String spec, int blockTokens, double tolerance) {
         try (Harness h = new Harness(G, 16 << 20, blockTokens, 2, 9)) {
             Harness.Seq s = h.open(spec);
             var ev = s.cache.policy().eviction().orElseThrow();
-            int sinks = ev.params().getInt("sinks"), window = ev.params().getInt("window");
+            int sinks = ev.params().getInt("sinks");
+            var recent = (dev.kvserve.kvcache.evict.Budget) ev.params().values().get("window");
             long maxBytes = 0;
             for (int step = 0; step < 40; step++) {
                 int n = step == 0 ? 30 : step == 10 ? 9 : 1;
@@ -239,7 +240,7 @@ class PolicyHooksTest {
                     assertThat(err).as("step %d layer %d", step, l).isLessThan(tolerance);
                     for (int kvHead = 0; kvHead < G.kvHeads(); kvHead++) {
                         BlockTable t = s.cache.table(l, kvHead);
-                        int len = s.cache.length();
+                        int len = s.cache.length(), window = recent.tokensFor(len);
                         assertThat(t.liveTokens()).isEqualTo(Math.min(len, sinks + window));
                         LayerKv kv = s.cache.layer(l);
                         for (int slot = 0; slot < kv.slots(kvHead); slot++) {

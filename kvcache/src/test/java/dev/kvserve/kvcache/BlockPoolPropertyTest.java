@@ -153,7 +153,7 @@ class BlockPoolPropertyTest {
             assertThat(s.length()).isEqualTo(t.keys.size());
             var sink = s.policy().eviction();
             int expectLive = sink.isPresent()
-                    ? Math.min(s.length(), sink.get().params().getInt("sinks") + sink.get().params().getInt("window"))
+                    ? Math.min(s.length(), sink.get().params().getInt("sinks") + (int) ((dev.kvserve.kvcache.evict.Budget) sink.get().params().values().get("window")).value())
                     : s.length();
             for (int l = 0; l < G.layers(); l++) {
                 for (int h = 0; h < G.kvHeads(); h++) {
@@ -178,7 +178,7 @@ class BlockPoolPropertyTest {
                     }
                     assertThat(table.liveTokens()).isEqualTo(liveSum).isEqualTo(expectLive);
                     if (sink.isPresent()) {
-                        int sinks = sink.get().params().getInt("sinks"), window = sink.get().params().getInt("window");
+                        int sinks = sink.get().params().getInt("sinks"), window = (int) ((dev.kvserve.kvcache.evict.Budget) sink.get().params().values().get("window")).value();
                         for (int p : positions) {
                             if (!(p < sinks || p >= s.length() - window)) throw new AssertionError("position " + p + " outside sinks/window");
                         }

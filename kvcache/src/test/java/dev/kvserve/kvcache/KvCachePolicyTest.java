@@ -37,7 +37,7 @@ class KvCachePolicyTest {
         KvCachePolicy p = KvCachePolicy.parse("int4:group=8+sink:sinks=2,window=16");
         assertThat(p.format().params().getInt("group")).isEqualTo(8);
         assertThat(p.eviction()).isPresent();
-        assertThat(p.eviction().get().params().getInt("window")).isEqualTo(16);
+        assertThat(p.eviction().get().params().values().get("window")).isEqualTo(dev.kvserve.kvcache.evict.Budget.ofTokens(16));
         assertThat(p.selector()).isEmpty();
     }
 

@@ -21,7 +21,9 @@ import java.util.Random;
  * <p>{@code score=current} decides on the current query's distances alone (the paper's description);
  * {@code score=accumulated} ranks by distances summed over all steps so far (methods.md's alternative,
  * because the paper's aggregation over steps is not specified). Prompt steps (several tokens) run
- * full attention first and then evict down to the budget with the last prompt token's query.
+ * full attention first and then apply the decode rule row by row, each prompt token's query evicting
+ * the farthest token of the cache it would have seen had the prompt been fed token by token
+ * (methods.md: "evict with the chunk's queries"), not the whole excess with the last query alone.
  */
 public final class HashEviction implements EvictionPolicy {
 
@@ -119,32 +121,43 @@ public final class HashEviction implements EvictionPolicy {
 
         @Override
         public void afterAttention(LayerKv kv, QueryRows queries, AttentionWeights weights) {
+            // a prompt chunk attends in full (the paper does not describe prefill), then is thinned as if streamed
             if (queries.rows() > 1) evict(kv, queries);
         }
 
-        /** Scores every token by its Hamming distance to the step's last query and evicts the farthest. */
+        /**
+         * Runs the decode rule once per query row of the step, in order: row {@code i} (position
+         * {@code p}) sees the cache as it would have been had the step been fed token by token, i.e.
+         * the tokens at positions {@code <= p} still live, and evicts the ones farthest from its own
+         * query's code until the budget for {@code p + 1} tokens holds (one token a row in steady
+         * state). A one-token decode step is the paper's rule exactly: before attention, the new token
+         * stays and the farthest other token goes. Later rows' tokens are protected during earlier rows.
+         */
         private void evict(LayerKv kv, QueryRows queries) {
             KvGeometry g = kv.geometry();
             int d = g.headDim(), group = g.groupSize();
-            int row = queries.rows() - 1;
-            int length = queries.firstPosition() + queries.rows();
+            int rows = queries.rows(), first = queries.firstPosition();
             float[] r = projections[kv.layer()];
-            // before attention the new token must stay (it replaces the victim); after a prompt step only sinks and window are kept
-            int protectFrom = queries.rows() == 1 ? queries.firstPosition() : length;
-            Retention.Protection keep = Retention.Protection.of(sinks, window.tokensFor(length), length, protectFrom);
-            int target = budget.tokensFor(length);
             for (int h = 0; h < g.kvHeads(); h++) {
-                if (!accumulated && kv.liveTokens(h) <= target) continue;
-                int[][] q = new int[group][];
-                for (int j = 0; j < group; j++) q[j] = code(r, bits, queries.q(), queries.offset(row, h * group + j), d);
-                for (int s = 0; s < kv.slots(h); s++) {
-                    if (!kv.isLive(h, s)) continue;
-                    int dist = 0;
-                    for (int[] qc : q) for (int w = 0; w < qc.length; w++) dist += Integer.bitCount(qc[w] ^ kv.slotInt(h, s, w));
-                    kv.setSlotFloat(h, s, SCORE, accumulated ? kv.slotFloat(h, s, SCORE) + dist : dist);
-                }
                 int head = h;
-                Retention.evictDownTo(kv, h, target, keep, s -> -kv.slotFloat(head, s, SCORE));
+                for (int row = 0; row < rows; row++) {
+                    int position = first + row, length = position + 1;
+                    int later = rows - 1 - row;  // live tokens of this step after the row's own
+                    int target = budget.tokensFor(length);
+                    if (!accumulated && kv.liveTokens(h) - later <= target) continue;
+                    int[][] q = new int[group][];
+                    for (int j = 0; j < group; j++) q[j] = code(r, bits, queries.q(), queries.offset(row, h * group + j), d);
+                    for (int s = 0; s < kv.slots(h); s++) {
+                        int p = kv.position(h, s);
+                        if (!kv.isLive(h, s) || p > position) continue;
+                        int dist = 0;
+                        for (int[] qc : q) for (int w = 0; w < qc.length; w++) dist += Integer.bitCount(qc[w] ^ kv.slotInt(h, s, w));
+                        kv.setSlotFloat(h, s, SCORE, accumulated ? kv.slotFloat(h, s, SCORE) + dist : dist);
+                    }
+                    // the row's own token replaces the victim, so it is protected with sinks and window
+                    Retention.Protection keep = Retention.Protection.of(sinks, window.tokensFor(length), length, position);
+                    Retention.evictDownTo(kv, h, target + later, keep, s -> -kv.slotFloat(head, s, SCORE));
+                }
             }
         }
 

@@ -1,5 +1,6 @@
 package dev.kvserve.kvcache.policy;
 
+import dev.kvserve.kvcache.evict.Budget;
 import dev.kvserve.kvcache.evict.SinkWindowEviction;
 import dev.kvserve.kvcache.format.FullPrecisionFormat;
 import dev.kvserve.kvcache.format.KiviFormat;
@@ -32,7 +33,7 @@ public final class BuiltinMethods implements KvMethodProvider {
                         KiviFormat::new),
                 new MethodDef("sink", ComponentKind.EVICTION,
                         "StreamingLLM: keep the first sinks tokens and the last window tokens",
-                        List.of(ParamSpec.ofInt("sinks", 4, 0, 1 << 20), ParamSpec.ofInt("window", 1020, 1, Integer.MAX_VALUE)),
+                        List.of(ParamSpec.ofInt("sinks", 4, 0, 1 << 20), Budget.param("window", "1020", 1)),
                         SinkWindowEviction::new),
                 new MethodDef("primary", ComponentKind.TIER, "all blocks in the pool's memory", List.of(), PrimaryTier::new),
                 OffloadTier.definition());

@@ -215,6 +215,77 @@ class EvictionRulesTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"current", "accumulated"})
+    void hashEvictThinsAPromptChunkExactlyAsIfTheQueriesCameOneByOne(String score) {
+        // HashEvict decides from hash codes only, so a prompt chunk must end with the cache that feeding the
+        // same queries and keys one step at a time leaves; deciding the whole excess with the last query alone
+        // (the earlier behaviour) keeps a different set.
+        KvGeometry g = geometry(1, 2, 1);
+        String spec = "fp32+hashevict:budget=10,sinks=1,window=2,bits=16,seed=7,score=" + score;
+        Random rnd = new Random(11);
+        int prompt = 30;
+        float[] q = gaussian(rnd, prompt * 2 * D, 1), k = gaussian(rnd, prompt * D, 1), v = gaussian(rnd, prompt * D, 1);
+        TreeSet<Integer> chunked, streamed;
+        try (Feed f = new Feed(g, spec, 4)) {
+            f.step(q, k, v, prompt, true);
+            chunked = f.live(0, 0);
+        }
+        try (Feed f = new Feed(g, spec, 4)) {
+            for (int t = 0; t < prompt; t++) {
+                f.step(java.util.Arrays.copyOfRange(q, t * 2 * D, (t + 1) * 2 * D), java.util.Arrays.copyOfRange(k, t * D, (t + 1) * D),
+                        java.util.Arrays.copyOfRange(v, t * D, (t + 1) * D), 1, t == prompt - 1);
+            }
+            streamed = f.live(0, 0);
+        }
+        assertThat(streamed).hasSize(10).contains(0, prompt - 2, prompt - 1);
+        assertThat(chunked).isEqualTo(streamed);
+        if (score.equals("current")) {
+            // what the last query alone would keep: its 7 nearest evictable tokens (sinks and window aside)
+            HashEviction policy = (HashEviction) dev.kvserve.kvcache.KvCachePolicy.parse(spec).eviction().orElseThrow();
+            float[] r = policy.projections(g)[0];
+            List<Integer> order = new ArrayList<>();
+            int[] dist = new int[prompt];
+            for (int p = 1; p < prompt - 2; p++) {
+                order.add(p);
+                for (int j = 0; j < 2; j++) {
+                    dist[p] += Integer.bitCount(HashEviction.code(r, 16, q, ((prompt - 1) * 2 + j) * D, D)[0]
+                            ^ HashEviction.code(r, 16, k, p * D, D)[0]);
+                }
+            }
+            order.sort((a, b) -> dist[a] != dist[b] ? Integer.compare(dist[a], dist[b]) : Integer.compare(b, a));
+            TreeSet<Integer> lastQueryOnly = new TreeSet<>(order.subList(0, 7));
+            lastQueryOnly.addAll(List.of(0, prompt - 2, prompt - 1));
+            assertThat(streamed).as("this input separates the two rules").isNotEqualTo(lastQueryOnly);
+        }
+    }
+
+    // ------------------------------------------------------------------ StreamingLLM with a fractional window
+
+    @Test
+    void sinkWindowAsAFractionKeepsTheSinksAndThatShareOfTheSequence() {
+        KvGeometry g = geometry(1, 2, 1);
+        Random rnd = new Random(12);
+        try (Feed f = new Feed(g, "fp32+sink:sinks=2,window=0.25", 4)) {
+            int prompt = 20;
+            f.step(gaussian(rnd, prompt * 2 * D, 1), gaussian(rnd, prompt * D, 1), gaussian(rnd, prompt * D, 1), prompt, true);
+            for (int step = 0; step < 30; step++) {
+                int len = f.seq.length();
+                int recent = (int) Math.ceil(0.25 * len);
+                TreeSet<Integer> expected = new TreeSet<>(List.of(0, 1));
+                for (int p = len - recent; p < len; p++) expected.add(p);
+                assertThat(f.live(0, 0)).as("length %d", len).isEqualTo(expected);
+                f.step(gaussian(rnd, 2 * D, 1), gaussian(rnd, D, 1), gaussian(rnd, D, 1), 1, false);
+            }
+        }
+        KeyWindow w = new KeyWindow(2, Budget.ofFraction(0.25));
+        // query at position 99 (100 tokens): sinks 0, 1 and the last 25 positions 75..99, sinks seen at distance <= 26
+        assertThat(w.visible(99, 75)).isTrue();
+        assertThat(w.visible(99, 74)).isFalse();
+        assertThat(w.visible(99, 1)).isTrue();
+        assertThat(w.sinkShift(99)).isEqualTo(99 - 26);
+    }
+
     // ------------------------------------------------------------------ D2O
 
     @ParameterizedTest
