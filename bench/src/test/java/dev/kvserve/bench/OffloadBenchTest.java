@@ -55,8 +55,10 @@ class OffloadBenchTest {
         for (OffloadBench.Result r : results.subList(1, results.size())) {
             assertThat(r.concurrent()).as(r.config()).isEqualTo(3);
             assertThat(r.admits()).as(r.config()).isGreaterThanOrEqualTo(1);
-            // The KV bytes come back identical (attention/OffloadTierTest); logits may still differ by the CPU
-            // kernels' JIT-dependent reduction order (~1e-5, see OffloadBench.Result#jitNoise), never more.
+            // Attention through any tier is bit for bit the all-primary one (attention/OffloadTierTest). The
+            // whole model still parts from its all-primary run by ~1e-5 in the logits: a step over spilled
+            // sequences is not cut into the same matmul batches as the reference's, and the CPU kernels round
+            // a batch of 1, of 4 and of 16+ rows differently (open; see kvcache/README, tiers).
             assertThat(r.maxAbsLogitDiff()).as(r.config() + ": fp32 through the tiers equals all-primary").isLessThan(1e-4);
             assertThat(r.note()).as(r.config()).isEmpty();
             assertThat(r.decodeTokens()).isEqualTo(3 * 8);

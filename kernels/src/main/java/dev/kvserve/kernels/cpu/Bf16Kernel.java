@@ -1,5 +1,6 @@
 package dev.kvserve.kernels.cpu;
 
+import dev.kvserve.kernels.LaneSum;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
 import static dev.kvserve.kernels.cpu.Vec.FL;
@@ -43,7 +44,7 @@ final class Bf16Kernel extends WeightKernel {
             a0 = ((IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * c, LE)
                     .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c), a0);
         }
-        float sum = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        float sum = LaneSum.sum(a0.add(a1).add(a2.add(a3)));
         for (; c < cols; c++) sum += Float.intBitsToFloat((w.get(LE_SHORT, row + 2L * c) & 0xffff) << 16) * x[xo + c];
         return sum;
     }
@@ -79,10 +80,10 @@ final class Bf16Kernel extends WeightKernel {
             a2 = w0.fma(FloatVector.fromArray(F, x, x0 + 2 * xs), a2);
             a3 = w0.fma(FloatVector.fromArray(F, x, x0 + 3 * xs), a3);
         }
-        float s0 = a0.add(b0).reduceLanes(VectorOperators.ADD);
-        float s1 = a1.add(b1).reduceLanes(VectorOperators.ADD);
-        float s2 = a2.add(b2).reduceLanes(VectorOperators.ADD);
-        float s3 = a3.add(b3).reduceLanes(VectorOperators.ADD);
+        float s0 = LaneSum.sum(a0.add(b0));
+        float s1 = LaneSum.sum(a1.add(b1));
+        float s2 = LaneSum.sum(a2.add(b2));
+        float s3 = LaneSum.sum(a3.add(b3));
         for (; c < cols; c++) {
             float wc = Float.intBitsToFloat((w.get(LE_SHORT, row + 2L * c) & 0xffff) << 16);
             s0 += wc * x[xo + c];

@@ -1,5 +1,6 @@
 package dev.kvserve.kernels.cpu;
 
+import dev.kvserve.kernels.LaneSum;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
 import static dev.kvserve.kernels.cpu.Vec.FL;
@@ -51,7 +52,7 @@ final class F16Kernel extends WeightKernel {
                     .blend(m0.or(0x7f800000), m0.compare(VectorOperators.GE, 0x0f800000));
             a0 = b0.or(h0.and(0x80000000)).reinterpretAsFloats().fma(FloatVector.fromArray(F, x, xo + c), a0);
         }
-        float sum = a0.add(a1).reduceLanes(VectorOperators.ADD);
+        float sum = LaneSum.sum(a0.add(a1));
         for (; c < cols; c++) sum += Float.float16ToFloat(w.get(LE_SHORT, row + 2L * c)) * x[xo + c];
         return sum;
     }
@@ -74,10 +75,10 @@ final class F16Kernel extends WeightKernel {
             a2 = w0.fma(FloatVector.fromArray(F, x, x0 + 2 * xs), a2);
             a3 = w0.fma(FloatVector.fromArray(F, x, x0 + 3 * xs), a3);
         }
-        float s0 = a0.reduceLanes(VectorOperators.ADD);
-        float s1 = a1.reduceLanes(VectorOperators.ADD);
-        float s2 = a2.reduceLanes(VectorOperators.ADD);
-        float s3 = a3.reduceLanes(VectorOperators.ADD);
+        float s0 = LaneSum.sum(a0);
+        float s1 = LaneSum.sum(a1);
+        float s2 = LaneSum.sum(a2);
+        float s3 = LaneSum.sum(a3);
         for (; c < cols; c++) {
             float wc = Float.float16ToFloat(w.get(LE_SHORT, row + 2L * c));
             s0 += wc * x[xo + c];

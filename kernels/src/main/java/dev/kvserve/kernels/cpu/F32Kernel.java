@@ -1,5 +1,6 @@
 package dev.kvserve.kernels.cpu;
 
+import dev.kvserve.kernels.LaneSum;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
 import static dev.kvserve.kernels.cpu.Vec.FL;
@@ -7,7 +8,6 @@ import static dev.kvserve.kernels.cpu.Vec.LE;
 
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /** F32 weights: plain FMA. Four accumulators in {@link #dot} hide the FMA latency (4 cycles). */
 final class F32Kernel extends WeightKernel {
@@ -29,7 +29,7 @@ final class F32Kernel extends WeightKernel {
         for (int end = cols - FL; c <= end; c += FL) {
             a0 = FloatVector.fromMemorySegment(F, w, row + 4L * c, LE).fma(FloatVector.fromArray(F, x, xo + c), a0);
         }
-        float sum = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        float sum = LaneSum.sum(a0.add(a1).add(a2.add(a3)));
         for (; c < cols; c++) sum += w.get(F32, row + 4L * c) * x[xo + c];
         return sum;
     }
@@ -62,10 +62,10 @@ final class F32Kernel extends WeightKernel {
             a2 = w0.fma(FloatVector.fromArray(F, x, x0 + 2 * xs), a2);
             a3 = w0.fma(FloatVector.fromArray(F, x, x0 + 3 * xs), a3);
         }
-        float s0 = a0.add(b0).reduceLanes(VectorOperators.ADD);
-        float s1 = a1.add(b1).reduceLanes(VectorOperators.ADD);
-        float s2 = a2.add(b2).reduceLanes(VectorOperators.ADD);
-        float s3 = a3.add(b3).reduceLanes(VectorOperators.ADD);
+        float s0 = LaneSum.sum(a0.add(b0));
+        float s1 = LaneSum.sum(a1.add(b1));
+        float s2 = LaneSum.sum(a2.add(b2));
+        float s3 = LaneSum.sum(a3.add(b3));
         for (; c < cols; c++) {
             float wc = w.get(F32, row + 4L * c);
             s0 += wc * x[xo + c];

@@ -1,5 +1,6 @@
 package dev.kvserve.kernels.cpu;
 
+import dev.kvserve.kernels.LaneSum;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
 import static dev.kvserve.kernels.cpu.Vec.FL;
@@ -70,7 +71,7 @@ final class Q4_0Kernel extends WeightKernel {
             acc0 = s0.fma(FloatVector.broadcast(F, d0), acc0);
             offset += d0 * xSums[so + b];
         }
-        return acc0.add(acc1).reduceLanes(VectorOperators.ADD) - 8f * offset;
+        return LaneSum.sum(acc0.add(acc1)) - 8f * offset;
     }
 
     @Override
@@ -100,10 +101,10 @@ final class Q4_0Kernel extends WeightKernel {
                 b3 = hi.fma(FloatVector.fromArray(F, x, xh + 3 * xs), b3);
             }
         }
-        out.setAtIndex(F32, oi, a0.add(b0).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + os, a1.add(b1).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + 2 * os, a2.add(b2).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + 3 * os, a3.add(b3).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi, LaneSum.sum(a0.add(b0)));
+        out.setAtIndex(F32, oi + os, LaneSum.sum(a1.add(b1)));
+        out.setAtIndex(F32, oi + 2 * os, LaneSum.sum(a2.add(b2)));
+        out.setAtIndex(F32, oi + 3 * os, LaneSum.sum(a3.add(b3)));
     }
 
     @Override

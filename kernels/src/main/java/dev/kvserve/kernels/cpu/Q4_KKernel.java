@@ -1,5 +1,6 @@
 package dev.kvserve.kernels.cpu;
 
+import dev.kvserve.kernels.LaneSum;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
 import static dev.kvserve.kernels.cpu.Vec.FL;
@@ -86,7 +87,7 @@ final class Q4_KKernel extends WeightKernel {
             }
             minTerm += dmin * mins;
         }
-        return acc0.add(acc1).reduceLanes(VectorOperators.ADD) - minTerm;
+        return LaneSum.sum(acc0.add(acc1)) - minTerm;
     }
 
     @Override
@@ -124,10 +125,10 @@ final class Q4_KKernel extends WeightKernel {
                 }
             }
         }
-        out.setAtIndex(F32, oi, a0.add(b0).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + os, a1.add(b1).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + 2 * os, a2.add(b2).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + 3 * os, a3.add(b3).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi, LaneSum.sum(a0.add(b0)));
+        out.setAtIndex(F32, oi + os, LaneSum.sum(a1.add(b1)));
+        out.setAtIndex(F32, oi + 2 * os, LaneSum.sum(a2.add(b2)));
+        out.setAtIndex(F32, oi + 3 * os, LaneSum.sum(a3.add(b3)));
     }
 
     @Override

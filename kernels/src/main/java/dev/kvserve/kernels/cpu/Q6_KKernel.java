@@ -1,5 +1,6 @@
 package dev.kvserve.kernels.cpu;
 
+import dev.kvserve.kernels.LaneSum;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
 import static dev.kvserve.kernels.cpu.Vec.FL;
@@ -46,7 +47,7 @@ final class Q6_KKernel extends WeightKernel {
                 acc3 = FloatVector.fromArray(F, tile, i + 3 * FL).fma(FloatVector.fromArray(F, x, xb + i + 3 * FL), acc3);
             }
         }
-        return acc0.add(acc1).add(acc2.add(acc3)).reduceLanes(VectorOperators.ADD);
+        return LaneSum.sum(acc0.add(acc1).add(acc2.add(acc3)));
     }
 
     @Override
@@ -72,10 +73,10 @@ final class Q6_KKernel extends WeightKernel {
                 b3 = w1.fma(FloatVector.fromArray(F, x, x0 + FL + 3 * xs), b3);
             }
         }
-        out.setAtIndex(F32, oi, a0.add(b0).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + os, a1.add(b1).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + 2 * os, a2.add(b2).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + 3 * os, a3.add(b3).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi, LaneSum.sum(a0.add(b0)));
+        out.setAtIndex(F32, oi + os, LaneSum.sum(a1.add(b1)));
+        out.setAtIndex(F32, oi + 2 * os, LaneSum.sum(a2.add(b2)));
+        out.setAtIndex(F32, oi + 3 * os, LaneSum.sum(a3.add(b3)));
     }
 
     /**

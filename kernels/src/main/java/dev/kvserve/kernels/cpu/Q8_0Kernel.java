@@ -1,5 +1,6 @@
 package dev.kvserve.kernels.cpu;
 
+import dev.kvserve.kernels.LaneSum;
 import static dev.kvserve.kernels.cpu.Vec.B;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
@@ -11,7 +12,6 @@ import static dev.kvserve.kernels.cpu.Vec.toFloats;
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Q8_0 blocks: f16 scale d, then 32 int8 quants (34 bytes). In {@link #dot} the quants of a block
@@ -50,7 +50,7 @@ final class Q8_0Kernel extends WeightKernel {
             }
             acc0 = s0.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(LE_SHORT, o0))), acc0);
         }
-        return acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        return LaneSum.sum(acc0.add(acc1));
     }
 
     @Override
@@ -76,10 +76,10 @@ final class Q8_0Kernel extends WeightKernel {
                 b3 = w1.fma(FloatVector.fromArray(F, x, x0 + FL + 3 * xs), b3);
             }
         }
-        out.setAtIndex(F32, oi, a0.add(b0).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + os, a1.add(b1).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + 2 * os, a2.add(b2).reduceLanes(VectorOperators.ADD));
-        out.setAtIndex(F32, oi + 3 * os, a3.add(b3).reduceLanes(VectorOperators.ADD));
+        out.setAtIndex(F32, oi, LaneSum.sum(a0.add(b0)));
+        out.setAtIndex(F32, oi + os, LaneSum.sum(a1.add(b1)));
+        out.setAtIndex(F32, oi + 2 * os, LaneSum.sum(a2.add(b2)));
+        out.setAtIndex(F32, oi + 3 * os, LaneSum.sum(a3.add(b3)));
     }
 
     @Override

@@ -1,12 +1,12 @@
 package dev.kvserve.kernels.cpu;
 
+import dev.kvserve.kernels.LaneSum;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
 import static dev.kvserve.kernels.cpu.Vec.FL;
 
 import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Dots of one decoded weight row (a float tile in L1, see {@link WeightKernel#decodeRow}) with
@@ -27,7 +27,7 @@ final class TileKernel {
         for (int end = cols - FL; c <= end; c += FL) {
             a0 = FloatVector.fromArray(F, tile, c).fma(FloatVector.fromArray(F, x, xo + c), a0);
         }
-        float sum = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        float sum = LaneSum.sum(a0.add(a1).add(a2.add(a3)));
         for (; c < cols; c++) sum += tile[c] * x[xo + c];
         return sum;
     }
@@ -58,10 +58,10 @@ final class TileKernel {
             a2 = w0.fma(FloatVector.fromArray(F, x, x0 + 2 * xs), a2);
             a3 = w0.fma(FloatVector.fromArray(F, x, x0 + 3 * xs), a3);
         }
-        float s0 = a0.add(b0).reduceLanes(VectorOperators.ADD);
-        float s1 = a1.add(b1).reduceLanes(VectorOperators.ADD);
-        float s2 = a2.add(b2).reduceLanes(VectorOperators.ADD);
-        float s3 = a3.add(b3).reduceLanes(VectorOperators.ADD);
+        float s0 = LaneSum.sum(a0.add(b0));
+        float s1 = LaneSum.sum(a1.add(b1));
+        float s2 = LaneSum.sum(a2.add(b2));
+        float s3 = LaneSum.sum(a3.add(b3));
         for (; c < cols; c++) {
             float wc = tile[c];
             s0 += wc * x[xo + c];

@@ -1,5 +1,6 @@
 package dev.kvserve.kernels.cpu;
 
+import dev.kvserve.kernels.LaneSum;
 import static dev.kvserve.kernels.cpu.Vec.F;
 import static dev.kvserve.kernels.cpu.Vec.F32;
 import static dev.kvserve.kernels.cpu.Vec.FL;
@@ -44,7 +45,7 @@ final class VectorOps {
                 FloatVector v = load(x, base + i);
                 acc0 = v.fma(v, acc0);
             }
-            float ss = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+            float ss = LaneSum.sum(acc0.add(acc1));
             for (; i < dim; i++) {
                 float v = x.getAtIndex(F32, base + i);
                 ss += v * v;
@@ -77,7 +78,7 @@ final class VectorOps {
                 store(e, x, base + i);
                 vsum = vsum.add(e);
             }
-            float sum = vsum.reduceLanes(VectorOperators.ADD);
+            float sum = LaneSum.sum(vsum);
             for (; i < dim; i++) {
                 float e = (float) Math.exp(x.getAtIndex(F32, base + i) - max);
                 x.setAtIndex(F32, base + i, e);
@@ -130,7 +131,7 @@ final class VectorOps {
             int o = xOffset + 32 * blk;
             FloatVector s = FloatVector.fromArray(F, x, o);
             for (int j = FL; j < 32; j += FL) s = s.add(FloatVector.fromArray(F, x, o + j));
-            sums[sumsOffset + blk] = s.reduceLanes(VectorOperators.ADD);
+            sums[sumsOffset + blk] = LaneSum.sum(s);
         }
     }
 }

@@ -1,5 +1,6 @@
 package dev.kvserve.kernels.kv;
 
+import dev.kvserve.kernels.LaneSum;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -33,7 +34,7 @@ public final class KvKernels {
         for (; i < bound; i += F.length()) {
             acc = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), acc);
         }
-        float s = acc.reduceLanes(VectorOperators.ADD);
+        float s = LaneSum.sum(acc);
         for (; i < n; i++) s += a[aOff + i] * b[bOff + i];
         return s;
     }
@@ -52,7 +53,7 @@ public final class KvKernels {
         for (; i < bound; i += F.length()) {
             acc = FloatVector.fromMemorySegment(F, seg, off + 4L * i, LE).fma(FloatVector.fromArray(F, q, qOff + i), acc);
         }
-        float s = acc.reduceLanes(VectorOperators.ADD);
+        float s = LaneSum.sum(acc);
         for (; i < n; i++) s += seg.get(FLOAT, off + 4L * i) * q[qOff + i];
         return s;
     }
