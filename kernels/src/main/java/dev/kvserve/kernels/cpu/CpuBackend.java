@@ -88,7 +88,10 @@ public final class CpuBackend implements Backend {
     @Override
     public WeightTensor upload(WeightTensor host) {
         checkWeight(host);
-        if (host.elements() >= WARMUP_MIN_ELEMENTS) warmUp(host.type());
+        if (host.elements() >= WARMUP_MIN_ELEMENTS) {
+            KernelWarmup.warmOps();
+            KernelWarmup.warm(host);
+        }
         return host;
     }
 

@@ -130,6 +130,31 @@ class CpuBackendTest {
     }
 
     @Test
+    void uploadWarmsUpOnTheWeightItselfAndLeavesItAndTheResultsUnchanged(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws java.io.IOException {
+        // A weight large enough for upload's warm-up, memory-mapped as the model files are.
+        int cols = 1024, rows = (int) (CpuBackend.WARMUP_MIN_ELEMENTS / cols);
+        float[] weights = gaussian(new Random(77), cols * rows, 0.05f);
+        MemorySegment quantized = GgmlQuantize.quantize(GgmlType.Q8_0, weights, cols, arena);
+        java.nio.file.Path file = dir.resolve("w.bin");
+        java.nio.file.Files.write(file, quantized.toArray(ValueLayout.JAVA_BYTE));
+        try (Arena mapping = Arena.ofShared();
+             java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file)) {
+            MemorySegment mapped = ch.map(java.nio.channels.FileChannel.MapMode.READ_ONLY, 0, quantized.byteSize(), mapping);
+            WeightTensor w = backend.upload(new WeightTensor("ffn", GgmlType.Q8_0, new long[] {cols, rows}, mapped));
+            assertThat(w.data().mismatch(quantized)).isEqualTo(-1);
+            MemorySegment x = floats(gaussian(new Random(78), cols * 3, 1f));
+            MemorySegment out = backend.allocate((long) rows * 3 * Float.BYTES);
+            MemorySegment expected = arena.allocate((long) rows * 3 * Float.BYTES);
+            backend.matmul(w, x, out, 3);
+            ScalarKernels.matmul(w, x, expected, 3);
+            for (long i = 0; i < (long) rows * 3; i++) {
+                assertThat(out.getAtIndex(F32, i)).isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-3f));
+            }
+        }
+    }
+
+    @Test
     void matmulMayWriteOverItsInput() {
         Random rnd = new Random(5);
         int n = 256;
