@@ -90,7 +90,7 @@ public final class CpuBackend implements Backend {
         checkWeight(host);
         if (host.elements() >= WARMUP_MIN_ELEMENTS) {
             KernelWarmup.warmOps();
-            KernelWarmup.warm(host);
+            KernelWarmup.warm(this, host);
         }
         return host;
     }

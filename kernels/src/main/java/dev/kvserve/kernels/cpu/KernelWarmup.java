@@ -15,16 +15,16 @@ import java.util.Set;
  * <p>Why: until C2 compiles a Vector API method, every vector op runs as a heap object (tens to
  * hundreds of times slower), and C2 only compiles a method after thousands of calls. A decode step
  * makes few, long kernel calls, so without this the first tokens of a model would crawl for
- * many seconds. A few thousand calls on the first rows of a real weight are made in rounds until
- * the rounds run at compiled speed, i.e. until C2's code is installed: typically a fraction of a
- * second to a few seconds per type, once per JVM.
+ * many seconds. Matmuls over the first rows of a real weight are made in rounds until the rounds
+ * run at compiled speed, i.e. until C2's code is installed: typically a fraction of a second to a
+ * few seconds per type, once per JVM.
  *
- * <p>Why the real weight: C2 specialises the kernels' segment accesses to the segment class and
- * memory session it has seen. Warmed up on a confined arena's segment and then fed the model's
- * memory-mapped, shared-session weights, the compiled kernels kept checks in the inner loop that
- * halved decode speed (Llama-3.2-1B Q8_0, one thread: 4.3 tok/s warmed on a confined segment,
- * 8.0 without warm-up). The weight's own segment, a shared-arena output buffer (what
- * {@link CpuBackend#allocate} returns) and float[] activations are exactly what the model passes.
+ * <p>Why through the backend's matmul on the real weight: C2 compiles from the profile it has
+ * seen (segment classes, memory sessions, call sites, branch counts). The kernels used to be
+ * warmed by direct calls on a confined arena's small matrix; fed the model's memory-mapped,
+ * shared-session weights afterwards, that code ran the decode at half speed (Llama-3.2-1B Q8_0,
+ * one thread: 4.3 tok/s, against 8.0 with no warm-up at all). Warmed through
+ * {@link CpuBackend#matmul} on the weight's own segment, the profile is the model's.
  *
  * <p>Disabled with {@code -Dkvserve.cpu.warmup=false}.
  */
@@ -35,10 +35,12 @@ final class KernelWarmup {
     private static final int ROUND = 50;
     /** Upper bound on rounds, in case the JIT is off or never gets round to it. */
     private static final int MAX_ROUNDS = 300;
+    /** Weight rows the matmul warm-up runs over. */
+    private static final int WARM_ROWS = 16;
+    /** Batch of the warm-up call that takes the tile path (MatmulTask's TILE_MIN_ROWS). */
+    private static final int TILE_BATCH = 16;
     private static final Set<GgmlType> WARMED = EnumSet.noneOf(GgmlType.class);
     private static boolean opsWarmed;
-    /** Where the warm-up's results go, so that C2 cannot drop the calls that made them. */
-    static volatile float blackhole;
 
     static boolean enabled() {
         return !"false".equalsIgnoreCase(System.getProperty("kvserve.cpu.warmup"));
@@ -46,7 +48,7 @@ final class KernelWarmup {
 
     /**
      * Runs the kernels of {@code type} on a small matrix of random weights in shared memory, once
-     * per type per JVM (for benchmarks that have no weight yet; {@link #warm(WeightTensor)} is
+     * per type per JVM (for benchmarks that have no weight yet; {@link #warm(CpuBackend, WeightTensor)} is
      * better where there is one). Odd block counts run the paired-block loops and their tails.
      */
     static void warm(GgmlType type) {
@@ -56,49 +58,42 @@ final class KernelWarmup {
             case Q8_0, Q4_0 -> 544;
             default -> 521;
         };
-        try (Arena arena = Arena.ofShared()) {
+        try (Arena arena = Arena.ofShared(); CpuBackend backend = new CpuBackend(1)) {
             Random rnd = new Random(17);
-            float[] values = new float[2 * cols];
+            float[] values = new float[WARM_ROWS * cols];
             for (int i = 0; i < values.length; i++) values[i] = (float) rnd.nextGaussian();
             MemorySegment w = GgmlQuantize.quantize(type, values, cols, arena);
-            warm(new WeightTensor("warm-up", type, new long[] {cols, 2}, w));
+            warm(backend, new WeightTensor("warm-up", type, new long[] {cols, WARM_ROWS}, w));
         }
     }
 
-    /** Runs the kernels of {@code weight}'s type on its first rows, once per type per JVM. */
-    static void warm(WeightTensor weight) {
+    /**
+     * Runs {@code backend}'s matmul over the first rows of {@code weight} at batch sizes 1 (the
+     * decode kernel), 5 (the four-row kernel and one single row) and {@value #TILE_BATCH} (the
+     * tile kernel), once per type per JVM: the same call sites, segment class, memory session and
+     * buffers as the model's own matmuls, so what C2 compiles from this profile is what the model
+     * needs.
+     */
+    static void warm(CpuBackend backend, WeightTensor weight) {
         GgmlType type = weight.type();
         synchronized (KernelWarmup.class) {
             if (!enabled() || !type.supported || WARMED.contains(type)) return;
             WARMED.add(type);
         }
         int cols = weight.cols();
-        int rows = Math.min(2, weight.rows());
-        int batch = 5; // one four-row tile plus a single row
-        try (Arena arena = Arena.ofShared()) {
-            Random rnd = new Random(17);
-            float[] x = new float[batch * cols];
-            for (int i = 0; i < x.length; i++) x[i] = (float) rnd.nextGaussian();
-            float[] sums = new float[batch * (cols / 32) + 1];
-            for (int b = 0; b < batch; b++) VectorOps.blockSums(x, b * cols, cols, sums, b * (cols / 32));
-            MemorySegment out = arena.allocate((long) 2 * batch * Float.BYTES, 64);
-            MemorySegment w = weight.data();
-            WeightKernel kernel = WeightKernel.of(type);
-            long rowBytes = weight.rowBytes();
-            float[] sink = new float[1];
-            float[] tile = new float[cols];
-            untilCompiled(() -> {
-                for (int i = 0; i < ROUND; i++) {
-                    long row = (i % rows) * rowBytes;
-                    sink[0] += kernel.dot(w, row, x, 0, sums, 0, cols);
-                    kernel.dot4(w, row, x, 0, cols, sums, 0, cols / 32, cols, out, 0, 2);
-                    kernel.decodeRow(w, row, tile, cols);
-                    TileKernel.dot4(tile, x, 0, cols, cols, out, 1, 2);
-                    sink[0] += TileKernel.dot(tile, x, 4 * cols, cols);
-                }
-            }, (long) ROUND * 10 * cols);
-            blackhole = sink[0];
-        }
+        int rows = Math.min(WARM_ROWS, weight.rows());
+        WeightTensor head = new WeightTensor(weight.name(), type, new long[] {cols, rows}, weight.data().asSlice(0, rows * weight.rowBytes()));
+        MemorySegment x = backend.allocate((long) TILE_BATCH * cols * Float.BYTES);
+        Random rnd = new Random(17);
+        for (long i = 0; i < (long) TILE_BATCH * cols; i++) x.setAtIndex(Vec.F32, i, (float) rnd.nextGaussian());
+        MemorySegment out = backend.allocate((long) TILE_BATCH * rows * Float.BYTES);
+        untilCompiled(() -> {
+            for (int i = 0; i < ROUND / 10; i++) {
+                backend.matmul(head, x, out, 1);
+                backend.matmul(head, x, out, 5);
+                if (i % 4 == 0) backend.matmul(head, x, out, TILE_BATCH);
+            }
+        }, (long) ROUND / 10 * rows * cols * 2);
     }
 
     private static synchronized boolean warmed(GgmlType type) {
