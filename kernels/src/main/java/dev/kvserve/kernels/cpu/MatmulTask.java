@@ -11,8 +11,9 @@ import java.lang.foreign.MemorySegment;
  * dotted with the group four activation rows at a time. A weight row therefore crosses the memory
  * bus once per group (once in all for decode-sized batches), and the activations it meets are hot
  * in cache. Small groups use the fused {@link WeightKernel#dot4}, which shares one decode among
- * four rows; groups of {@value #TILE_MIN_ROWS} or more decode the row once into an L1 tile
- * ({@link WeightKernel#decodeRow}) and share it among all their rows ({@link TileKernel}).
+ * four rows; groups of {@value #TILE_MIN_ROWS} or more decode two rows at a time into L1 tiles
+ * ({@link WeightKernel#decodeRow}) and run them against the group's rows four at a time
+ * ({@link TileKernel#dot2x4}: each activation vector loaded from L2 serves both weight rows).
  */
 final class MatmulTask implements CpuThreadPool.Task {
     /** Bytes of activations a group may take: half of a 1 MiB L2, leaving room for weights. */
@@ -23,7 +24,7 @@ final class MatmulTask implements CpuThreadPool.Task {
      * kernels (which decode once per four rows but skip the tile's store and reload) win.
      */
     private static final int TILE_MIN_ROWS = 16;
-    private static final ThreadLocal<float[][]> TILES = ThreadLocal.withInitial(() -> new float[1][0]);
+    private static final ThreadLocal<float[][]> TILES = ThreadLocal.withInitial(() -> new float[2][0]);
 
     WeightKernel kernel;
     MemorySegment weights;
@@ -77,8 +78,26 @@ final class MatmulTask implements CpuThreadPool.Task {
         }
         for (int g0 = 0; g0 < batch; g0 += xGroup) {
             int g1 = Math.min(batch, g0 + xGroup);
-            float[] tile = g1 - g0 >= TILE_MIN_ROWS ? tile(cols) : null;
-            for (int r = r0; r < r1; r++) {
+            boolean tiled = g1 - g0 >= TILE_MIN_ROWS;
+            float[] tile = tiled ? tile(0, cols) : null;
+            int r = r0;
+            if (tiled) {
+                // two weight rows at a time: each activation vector loaded serves both
+                float[] tile1 = tile(1, cols);
+                for (; r + 2 <= r1; r += 2) {
+                    k.decodeRow(w, r * rowBytes, tile, cols);
+                    k.decodeRow(w, (r + 1) * rowBytes, tile1, cols);
+                    int b = g0;
+                    for (; b + 4 <= g1; b += 4) {
+                        TileKernel.dot2x4(tile, tile1, xs, b * cols, cols, cols, out, (long) b * rows + r, rows);
+                    }
+                    for (; b < g1; b++) {
+                        out.setAtIndex(Vec.F32, (long) b * rows + r, TileKernel.dot(tile, xs, b * cols, cols));
+                        out.setAtIndex(Vec.F32, (long) b * rows + r + 1, TileKernel.dot(tile1, xs, b * cols, cols));
+                    }
+                }
+            }
+            for (; r < r1; r++) {
                 long rowOffset = r * rowBytes;
                 int b = g0;
                 if (tile != null) {
@@ -103,9 +122,9 @@ final class MatmulTask implements CpuThreadPool.Task {
         }
     }
 
-    private static float[] tile(int cols) {
+    private static float[] tile(int i, int cols) {
         float[][] holder = TILES.get();
-        if (holder[0].length < cols) holder[0] = new float[cols];
-        return holder[0];
+        if (holder[i].length < cols) holder[i] = new float[cols];
+        return holder[i];
     }
 }

@@ -32,6 +32,57 @@ final class TileKernel {
         return sum;
     }
 
+    /**
+     * Two decoded weight rows (tiles {@code t0} and {@code t1}) against four rows of x (at
+     * xo + k·xs): out[oi + k·os] takes t0's dot with x row k, out[oi + 1 + k·os] t1's. Eight accumulators, each weight vector reused by four activation rows and each
+     * activation vector by two weight rows: six loads per eight FMAs, against five per four in
+     * {@link #dot4}, which is what bounds a batched matmul whose activations come from L2.
+     */
+    static void dot2x4(float[] t0, float[] t1, float[] x, int xo, int xs, int cols, MemorySegment out, long oi, long os) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int c = 0;
+        for (int end = cols - FL; c <= end; c += FL) {
+            FloatVector w0 = FloatVector.fromArray(F, t0, c);
+            FloatVector w1 = FloatVector.fromArray(F, t1, c);
+            int x0 = xo + c;
+            FloatVector x0v = FloatVector.fromArray(F, x, x0);
+            FloatVector x1v = FloatVector.fromArray(F, x, x0 + xs);
+            FloatVector x2v = FloatVector.fromArray(F, x, x0 + 2 * xs);
+            FloatVector x3v = FloatVector.fromArray(F, x, x0 + 3 * xs);
+            a0 = w0.fma(x0v, a0);
+            a1 = w0.fma(x1v, a1);
+            a2 = w0.fma(x2v, a2);
+            a3 = w0.fma(x3v, a3);
+            b0 = w1.fma(x0v, b0);
+            b1 = w1.fma(x1v, b1);
+            b2 = w1.fma(x2v, b2);
+            b3 = w1.fma(x3v, b3);
+        }
+        float s0 = LaneSum.sum(a0), s1 = LaneSum.sum(a1), s2 = LaneSum.sum(a2), s3 = LaneSum.sum(a3);
+        float u0 = LaneSum.sum(b0), u1 = LaneSum.sum(b1), u2 = LaneSum.sum(b2), u3 = LaneSum.sum(b3);
+        for (; c < cols; c++) {
+            float wc = t0[c], vc = t1[c];
+            float x0 = x[xo + c], x1 = x[xo + xs + c], x2 = x[xo + 2 * xs + c], x3 = x[xo + 3 * xs + c];
+            s0 += wc * x0;
+            s1 += wc * x1;
+            s2 += wc * x2;
+            s3 += wc * x3;
+            u0 += vc * x0;
+            u1 += vc * x1;
+            u2 += vc * x2;
+            u3 += vc * x3;
+        }
+        out.setAtIndex(F32, oi, s0);
+        out.setAtIndex(F32, oi + os, s1);
+        out.setAtIndex(F32, oi + 2 * os, s2);
+        out.setAtIndex(F32, oi + 3 * os, s3);
+        out.setAtIndex(F32, oi + 1, u0);
+        out.setAtIndex(F32, oi + 1 + os, u1);
+        out.setAtIndex(F32, oi + 1 + 2 * os, u2);
+        out.setAtIndex(F32, oi + 1 + 3 * os, u3);
+    }
+
     /** Four rows of x (at xo + k·xs) against the tile, written to out[oi + k·os]. */
     static void dot4(float[] tile, float[] x, int xo, int xs, int cols, MemorySegment out, long oi, long os) {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
