@@ -11,9 +11,9 @@ import java.lang.foreign.MemorySegment;
  * dotted with the group four activation rows at a time. A weight row therefore crosses the memory
  * bus once per group (once in all for decode-sized batches), and the activations it meets are hot
  * in cache. Small groups use the fused {@link WeightKernel#dot4}, which shares one decode among
- * four rows; groups of {@value #TILE_MIN_ROWS} or more decode two rows at a time into L1 tiles
- * ({@link WeightKernel#decodeRow}) and run them against the group's rows four at a time
- * ({@link TileKernel#dot2x4}: each activation vector loaded from L2 serves both weight rows).
+ * four rows; groups of {@value #TILE_MIN_ROWS} or more decode four (or two) weight rows at a time
+ * into L1 tiles ({@link WeightKernel#decodeRow}) and run them against the group's rows four at a
+ * time ({@link #runTiled}): each activation vector loaded from L2 then serves several weight rows.
  */
 final class MatmulTask implements CpuThreadPool.Task {
     /** Bytes of activations a group may take: half of a 1 MiB L2, leaving room for weights. */
@@ -24,7 +24,9 @@ final class MatmulTask implements CpuThreadPool.Task {
      * kernels (which decode once per four rows but skip the tile's store and reload) win.
      */
     private static final int TILE_MIN_ROWS = 16;
-    private static final ThreadLocal<float[][]> TILES = ThreadLocal.withInitial(() -> new float[2][0]);
+    /** Whether the registers hold {@link TileKernel#dot4x4}'s sixteen accumulators (AVX-512). */
+    private static final boolean QUAD_TILES = Vec.FL >= 16;
+    private static final ThreadLocal<float[][]> TILES = ThreadLocal.withInitial(() -> new float[4][0]);
 
     WeightKernel kernel;
     MemorySegment weights;
@@ -78,38 +80,13 @@ final class MatmulTask implements CpuThreadPool.Task {
         }
         for (int g0 = 0; g0 < batch; g0 += xGroup) {
             int g1 = Math.min(batch, g0 + xGroup);
-            boolean tiled = g1 - g0 >= TILE_MIN_ROWS;
-            float[] tile = tiled ? tile(0, cols) : null;
-            int r = r0;
-            if (tiled) {
-                // two weight rows at a time: each activation vector loaded serves both
-                float[] tile1 = tile(1, cols);
-                for (; r + 2 <= r1; r += 2) {
-                    k.decodeRow(w, r * rowBytes, tile, cols);
-                    k.decodeRow(w, (r + 1) * rowBytes, tile1, cols);
-                    int b = g0;
-                    for (; b + 4 <= g1; b += 4) {
-                        TileKernel.dot2x4(tile, tile1, xs, b * cols, cols, cols, out, (long) b * rows + r, rows);
-                    }
-                    for (; b < g1; b++) {
-                        out.setAtIndex(Vec.F32, (long) b * rows + r, TileKernel.dot(tile, xs, b * cols, cols));
-                        out.setAtIndex(Vec.F32, (long) b * rows + r + 1, TileKernel.dot(tile1, xs, b * cols, cols));
-                    }
-                }
+            if (g1 - g0 >= TILE_MIN_ROWS) {
+                runTiled(r0, r1, g0, g1);
+                continue;
             }
-            for (; r < r1; r++) {
+            for (int r = r0; r < r1; r++) {
                 long rowOffset = r * rowBytes;
                 int b = g0;
-                if (tile != null) {
-                    k.decodeRow(w, rowOffset, tile, cols);
-                    for (; b + 4 <= g1; b += 4) {
-                        TileKernel.dot4(tile, xs, b * cols, cols, cols, out, (long) b * rows + r, rows);
-                    }
-                    for (; b < g1; b++) {
-                        out.setAtIndex(Vec.F32, (long) b * rows + r, TileKernel.dot(tile, xs, b * cols, cols));
-                    }
-                    continue;
-                }
                 for (; b + 4 <= g1; b += 4) {
                     k.dot4(w, rowOffset, xs, b * cols, cols, sums, b * sumsStride, sumsStride, cols,
                             out, (long) b * rows + r, rows);
@@ -122,9 +99,37 @@ final class MatmulTask implements CpuThreadPool.Task {
         }
     }
 
-    private static float[] tile(int i, int cols) {
-        float[][] holder = TILES.get();
-        if (holder[i].length < cols) holder[i] = new float[cols];
-        return holder[i];
+    /**
+     * Weight rows r0..r1 against activation rows g0..g1 through decoded tiles: four weight rows at
+     * a time where the vectors allow 16 accumulators (AVX-512's 32 registers; {@link
+     * TileKernel#dot4x4}: eight loads per sixteen FMAs), then pairs ({@link TileKernel#dot2x4}),
+     * then single rows; four activation rows at a time, then single ones.
+     */
+    private void runTiled(int r0, int r1, int g0, int g1) {
+        WeightKernel k = kernel;
+        float[] xs = x;
+        float[][] t = TILES.get();
+        int r = r0;
+        for (int n = QUAD_TILES && cols % Vec.FL == 0 ? 4 : 2; n >= 1; n /= 2) {
+            for (int i = 0; i < n; i++) if (t[i].length < cols) t[i] = new float[cols];
+            for (; r + n <= r1; r += n) {
+                for (int i = 0; i < n; i++) k.decodeRow(weights, (r + i) * rowBytes, t[i], cols);
+                int b = g0;
+                for (; b + 4 <= g1; b += 4) {
+                    long o = (long) b * rows + r;
+                    switch (n) {
+                        case 4 -> TileKernel.dot4x4(t[0], t[1], t[2], t[3], xs, b * cols, cols, cols, out, o, rows);
+                        case 2 -> TileKernel.dot2x4(t[0], t[1], xs, b * cols, cols, cols, out, o, rows);
+                        default -> TileKernel.dot4(t[0], xs, b * cols, cols, cols, out, o, rows);
+                    }
+                }
+                for (; b < g1; b++) {
+                    for (int i = 0; i < n; i++) {
+                        out.setAtIndex(Vec.F32, (long) b * rows + r + i, TileKernel.dot(t[i], xs, b * cols, cols));
+                    }
+                }
+            }
+        }
     }
+
 }

@@ -83,6 +83,42 @@ final class TileKernel {
         out.setAtIndex(F32, oi + 1 + 3 * os, u3);
     }
 
+    /**
+     * Four decoded weight rows against four rows of x: out[oi + j + k·os] takes tile j's dot with
+     * x row k. Sixteen accumulators, eight loads per sixteen FMAs; {@code cols} must be a multiple
+     * of the vector length (no scalar tail).
+     */
+    static void dot4x4(float[] t0, float[] t1, float[] t2, float[] t3, float[] x, int xo, int xs, int cols, MemorySegment out, long oi, long os) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        FloatVector c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+        FloatVector d0 = a0, d1 = a0, d2 = a0, d3 = a0;
+        int c = 0;
+        for (int end = cols - FL; c <= end; c += FL) {
+            int x0 = xo + c;
+            FloatVector x0v = FloatVector.fromArray(F, x, x0);
+            FloatVector x1v = FloatVector.fromArray(F, x, x0 + xs);
+            FloatVector x2v = FloatVector.fromArray(F, x, x0 + 2 * xs);
+            FloatVector x3v = FloatVector.fromArray(F, x, x0 + 3 * xs);
+            FloatVector w = FloatVector.fromArray(F, t0, c);
+            a0 = w.fma(x0v, a0); a1 = w.fma(x1v, a1); a2 = w.fma(x2v, a2); a3 = w.fma(x3v, a3);
+            w = FloatVector.fromArray(F, t1, c);
+            b0 = w.fma(x0v, b0); b1 = w.fma(x1v, b1); b2 = w.fma(x2v, b2); b3 = w.fma(x3v, b3);
+            w = FloatVector.fromArray(F, t2, c);
+            c0 = w.fma(x0v, c0); c1 = w.fma(x1v, c1); c2 = w.fma(x2v, c2); c3 = w.fma(x3v, c3);
+            w = FloatVector.fromArray(F, t3, c);
+            d0 = w.fma(x0v, d0); d1 = w.fma(x1v, d1); d2 = w.fma(x2v, d2); d3 = w.fma(x3v, d3);
+        }
+        out.setAtIndex(F32, oi, LaneSum.sum(a0)); out.setAtIndex(F32, oi + os, LaneSum.sum(a1));
+        out.setAtIndex(F32, oi + 2 * os, LaneSum.sum(a2)); out.setAtIndex(F32, oi + 3 * os, LaneSum.sum(a3));
+        out.setAtIndex(F32, oi + 1, LaneSum.sum(b0)); out.setAtIndex(F32, oi + 1 + os, LaneSum.sum(b1));
+        out.setAtIndex(F32, oi + 1 + 2 * os, LaneSum.sum(b2)); out.setAtIndex(F32, oi + 1 + 3 * os, LaneSum.sum(b3));
+        out.setAtIndex(F32, oi + 2, LaneSum.sum(c0)); out.setAtIndex(F32, oi + 2 + os, LaneSum.sum(c1));
+        out.setAtIndex(F32, oi + 2 + 2 * os, LaneSum.sum(c2)); out.setAtIndex(F32, oi + 2 + 3 * os, LaneSum.sum(c3));
+        out.setAtIndex(F32, oi + 3, LaneSum.sum(d0)); out.setAtIndex(F32, oi + 3 + os, LaneSum.sum(d1));
+        out.setAtIndex(F32, oi + 3 + 2 * os, LaneSum.sum(d2)); out.setAtIndex(F32, oi + 3 + 3 * os, LaneSum.sum(d3));
+    }
+
     /** Four rows of x (at xo + k·xs) against the tile, written to out[oi + k·os]. */
     static void dot4(float[] tile, float[] x, int xo, int xs, int cols, MemorySegment out, long oi, long os) {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;

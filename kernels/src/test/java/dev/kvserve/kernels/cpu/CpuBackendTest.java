@@ -71,7 +71,8 @@ class CpuBackendTest {
                 default -> new int[] {7, 37, 515};
             };
             for (int cols : colChoices) {
-                for (int rows : new int[] {1, 17}) {
+                // 19 rows: four-row tiles, a pair and a single row in the tiled path
+                for (int rows : new int[] {1, 19}) {
                     for (int batch : new int[] {1, 3, 4, 5, 9, 17}) cases.add(Arguments.of(type, cols, rows, batch));
                 }
             }
