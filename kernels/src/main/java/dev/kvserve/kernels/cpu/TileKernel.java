@@ -34,9 +34,10 @@ final class TileKernel {
 
     /**
      * Two decoded weight rows (tiles {@code t0} and {@code t1}) against four rows of x (at
-     * xo + k·xs): out[oi + k·os] takes t0's dot with x row k, out[oi + 1 + k·os] t1's. Eight accumulators, each weight vector reused by four activation rows and each
-     * activation vector by two weight rows: six loads per eight FMAs, against five per four in
-     * {@link #dot4}, which is what bounds a batched matmul whose activations come from L2.
+     * xo + k·xs): out[oi + k·os] takes t0's dot with x row k, out[oi + 1 + k·os] t1's. Eight
+     * accumulators, each weight vector reused by four activation rows and each activation vector
+     * by two weight rows: six loads per eight FMAs, against five per four in {@link #dot4}; loads
+     * are what bound a batched matmul whose activations come from L2.
      */
     static void dot2x4(float[] t0, float[] t1, float[] x, int xo, int xs, int cols, MemorySegment out, long oi, long os) {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
