@@ -104,7 +104,9 @@ class HttpStreamingTest {
                 InputStream in = socket.getInputStream();
                 String head = readUntil(in, "\"role\":\"assistant\"");
                 assertThat(head).startsWith("HTTP/1.1 200 OK").contains("transfer-encoding: chunked");
-                // Each engine step advances both generations by a token: three steps, "abc" each...
+                // Each engine step advances every running generation by a token; once both have
+                // joined the engine, three steps give each "abc"...
+                assertThat(backend.awaitRunning(2, 10, TimeUnit.SECONDS)).as("both generations running").isTrue();
                 backend.allowSteps(3);
                 readContentUntil(in, "abc");
                 // ...and its generation is now parked mid-flight.

@@ -52,12 +52,38 @@ final class ScriptedBackend implements ServingBackend {
     /** Counted down when a generation has emitted its first token. */
     volatile CountDownLatch firstTokenLatch = new CountDownLatch(1);
     private volatile boolean closed;
+    /** Size of {@link #running}, published by the engine thread under this lock for {@link #awaitRunning}. */
+    private final Object runningLock = new Object();
+    private int runningCount;
 
     ScriptedBackend(String reply, int contextLength, int maxQueue, String chatTemplate) {
         this.card = new ModelCard("scripted", 1_700_000_000L, contextLength, 258, chatTemplate, "<s>", "</s>", "fp16");
         this.reply = reply;
         this.maxQueue = maxQueue;
         this.engine = Thread.ofPlatform().name("scripted-engine").daemon().start(this::loop);
+    }
+
+    private void publishRunning() {
+        synchronized (runningLock) {
+            runningCount = running.size();
+            runningLock.notifyAll();
+        }
+    }
+
+    /**
+     * Waits until the engine thread has taken at least {@code n} generations into its running set
+     * (a submitted request joins it asynchronously, so steps allowed before that would pass it by).
+     */
+    boolean awaitRunning(int n, long timeout, TimeUnit unit) throws InterruptedException {
+        long deadline = System.nanoTime() + unit.toNanos(timeout);
+        synchronized (runningLock) {
+            while (runningCount < n) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) return false;
+                TimeUnit.NANOSECONDS.timedWait(runningLock, left);
+            }
+            return true;
+        }
     }
 
     /** Blocks every generation step until {@link #release()}. */
@@ -117,7 +143,10 @@ final class ScriptedBackend implements ServingBackend {
         }
         submitted.add(request);
         Running r = new Running(request, listener);
-        engineTasks.add(() -> running.add(r));
+        engineTasks.add(() -> {
+            running.add(r);
+            publishRunning();
+        });
         return () -> engineTasks.add(() -> r.cancelled = true);
     }
 
@@ -208,6 +237,7 @@ final class ScriptedBackend implements ServingBackend {
 
     private void end(Running r, FinishReason reason, int token, String piece, TokenLogprob logprob) {
         running.remove(r);
+        publishRunning();
         int[] ids = r.tokens.stream().mapToInt(Integer::intValue).toArray();
         GenerationResult result = new GenerationResult(r.text.toString(), ids, reason, r.promptLength(), ids.length, r.logprobs);
         r.listener.onToken(new TokenEvent(token, piece, logprob, result));
