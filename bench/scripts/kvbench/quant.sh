@@ -4,7 +4,7 @@
 set -u
 . "$(dirname "$0")/common.sh"
 n=$1 f=$2
-KV=(fp16 int8 int4 int3 kivi:bits=2 kivi:bits=4,residual=0)
+KV=(fp16 int8 int4 int3 kivi:bits=2 kivi:bits=2,residual=0 kivi:bits=4,residual=0)
 for b in 4 3 2; do for v in "" -noout -nofisher; do KV+=("kvquant:calib=$CAL/kvq$b$v.kvq"); done; done
 KV+=("cq:calib=$CAL/cq4c2b.kvq" "cq:calib=$CAL/cq8c1b.kvq" "cq:calib=$CAL/cq8c1b-nofisher.kvq"
      "aqua:calib=$CAL/aqua2.kvq" "aqua:calib=$CAL/aqua2.kvq,buffer=16" "aqua:calib=$CAL/aqua2-first16.kvq"

@@ -3,14 +3,29 @@
 
 usage: tables.py evict WIKI.json VALID.json [SPEED.json]   (#7: eviction and sparse attention)
        tables.py quant WIKI.json VALID.json                (#6: quantization methods)
+(each JSON argument may be several files, comma-separated)
 """
 import json
 import re
 import sys
 
 
-def load(path):
-    return {r["kv"]: r for r in json.load(open(path))} if path else {}
+def load(paths):
+    """Rows of one or more kv-eval JSON files (comma-separated), keyed by policy spec."""
+    rows = {}
+    for path in (paths.split(",") if paths else []):
+        rows.update({r["kv"]: r for r in json.load(open(path))})
+    return rows
+
+
+def family(spec):
+    """Table order of the #6 rows: baselines, KVQuant, CQ, AQUA-KV, compositions."""
+    if "+" in spec:
+        return 6
+    for i, prefix in enumerate(["fp16", "int", "kivi", "kvquant", "cq", "aqua"]):
+        if spec.startswith(prefix):
+            return i
+    return 5
 
 
 def short(spec):
@@ -52,8 +67,8 @@ def quant(wiki, valid):
     values = 8 * 2 * 2 * 64  # layers × (K, V) × KV heads × head dim
     print("| policy | PPL wiki | ΔPPL wiki | PPL valid | ΔPPL valid | B/token end | bits/value | ratio vs fp16 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for kv, r in w.items():
-        rv = v.get(kv)
+    for kv in sorted(w, key=family):
+        r, rv = w[kv], v.get(kv)
         b = r["kv_bytes_per_token_end"]
         print(f"| `{short(kv)}` | {r['ppl']:.2f} | {delta(r['ppl'], ref_w)} | {rv['ppl']:.2f} | {delta(rv['ppl'], ref_v)} | "
               f"{b:.0f} | {b * 8 / values:.2f} | {r['ratio_vs_fp16_end']:.2f}x |")

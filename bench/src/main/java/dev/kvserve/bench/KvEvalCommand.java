@@ -118,6 +118,7 @@ public final class KvEvalCommand implements Callable<Integer> {
             throw new IllegalArgumentException("unknown --task '" + task + "'; use perplexity or needle");
         }
         List<KvCachePolicy> policies = PolicySpecs.parse(kv);
+        if (outFile != null) Report.checkName(outFile);
         String text = null;
         if (task.equals("perplexity")) {
             if (file == null) throw new IllegalArgumentException("--task perplexity needs the text to score (--file)");
@@ -176,6 +177,8 @@ public final class KvEvalCommand implements Callable<Integer> {
             row.put("peak_kv_bytes", r.peakBytes());
             row.put("seconds", r.seconds());
             row.put("tokens_per_s", r.tokensPerSecond());
+            // rewritten after every policy: a long grid stopped half-way keeps its finished rows
+            if (outFile != null) report.write(outFile);
         }
         out().print(Report.markdown(List.of(
                 new Report.Column("kv", false, r -> (String) r.get("kv")),

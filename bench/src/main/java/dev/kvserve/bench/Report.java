@@ -65,12 +65,17 @@ public final class Report {
     }
 
     /** Writes CSV or JSON, chosen by the file's extension. */
-    public void write(Path out) {
+    /** Refuses an output name whose format is unknown, before any work is done. */
+    public static void checkName(Path out) {
         String name = out.getFileName().toString().toLowerCase(Locale.ROOT);
-        String text;
-        if (name.endsWith(".json")) text = json();
-        else if (name.endsWith(".csv")) text = csv();
-        else throw new IllegalArgumentException("--out " + out + ": the file name must end in .json or .csv");
+        if (!name.endsWith(".json") && !name.endsWith(".csv")) {
+            throw new IllegalArgumentException("--out " + out + ": the file name must end in .json or .csv");
+        }
+    }
+
+    public void write(Path out) {
+        checkName(out);
+        String text = out.getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".json") ? json() : csv();
         try {
             Path parent = out.toAbsolutePath().getParent();
             if (parent != null) Files.createDirectories(parent);

@@ -116,5 +116,10 @@ class CommandsTest {
         Run b = run("bench", "-m", Shared.stories260K().toString(), "-p", "0", "-n", "0");
         assertThat(b.code()).isEqualTo(2);
         assertThat(b.err()).contains("nothing to measure");
+        // refused before any policy runs, not after the whole grid
+        Run o = run("kv-eval", "-m", Shared.stories260K().toString(), "-f", Shared.tinyStoriesText().toString(),
+                "--kv", "fp16", "-o", "results.txt");
+        assertThat(o.code()).isEqualTo(2);
+        assertThat(o.err()).contains("results.txt", ".json or .csv").doesNotContain("fp16:");
     }
 }
