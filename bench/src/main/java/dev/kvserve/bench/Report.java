@@ -64,18 +64,23 @@ public final class Report {
         sb.append('\n');
     }
 
-    /** Writes CSV or JSON, chosen by the file's extension. */
     /** Refuses an output name whose format is unknown, before any work is done. */
     public static void checkName(Path out) {
+        isJson(out);
+    }
+
+    /** Whether {@code out} names a JSON file (else CSV); any other extension is refused. */
+    private static boolean isJson(Path out) {
         String name = out.getFileName().toString().toLowerCase(Locale.ROOT);
         if (!name.endsWith(".json") && !name.endsWith(".csv")) {
             throw new IllegalArgumentException("--out " + out + ": the file name must end in .json or .csv");
         }
+        return name.endsWith(".json");
     }
 
+    /** Writes CSV or JSON, chosen by the file's extension. */
     public void write(Path out) {
-        checkName(out);
-        String text = out.getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".json") ? json() : csv();
+        String text = isJson(out) ? json() : csv();
         try {
             Path parent = out.toAbsolutePath().getParent();
             if (parent != null) Files.createDirectories(parent);

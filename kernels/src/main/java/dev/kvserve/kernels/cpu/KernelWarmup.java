@@ -35,6 +35,8 @@ final class KernelWarmup {
     private static final int ROUND = 50;
     /** Upper bound on rounds, in case the JIT is off or never gets round to it. */
     private static final int MAX_ROUNDS = 300;
+    /** Matmul calls of each batch size in one round of {@link #warm(CpuBackend, WeightTensor)}. */
+    private static final int MATMUL_ROUND = 5;
     /** Weight rows the matmul warm-up runs over. */
     private static final int WARM_ROWS = 16;
     /** Batch of the warm-up call that takes the tile path (MatmulTask's TILE_MIN_ROWS). */
@@ -82,18 +84,22 @@ final class KernelWarmup {
         }
         int cols = weight.cols();
         int rows = Math.min(WARM_ROWS, weight.rows());
-        WeightTensor head = new WeightTensor(weight.name(), type, new long[] {cols, rows}, weight.data().asSlice(0, rows * weight.rowBytes()));
-        MemorySegment x = backend.allocate((long) TILE_BATCH * cols * Float.BYTES);
-        Random rnd = new Random(17);
-        for (long i = 0; i < (long) TILE_BATCH * cols; i++) x.setAtIndex(Vec.F32, i, (float) rnd.nextGaussian());
-        MemorySegment out = backend.allocate((long) TILE_BATCH * rows * Float.BYTES);
-        untilCompiled(() -> {
-            for (int i = 0; i < ROUND / 10; i++) {
-                backend.matmul(head, x, out, 1);
-                backend.matmul(head, x, out, 5);
-                if (i % 4 == 0) backend.matmul(head, x, out, TILE_BATCH);
-            }
-        }, (long) ROUND / 10 * rows * cols * 2);
+        WeightTensor head = new WeightTensor(weight.name(), type, new long[] {cols, rows},
+                weight.data().asSlice(0, rows * weight.rowBytes()));
+        // a shared arena, as CpuBackend#allocate uses, but freed afterwards
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment x = arena.allocate((long) TILE_BATCH * cols * Float.BYTES, 64);
+            Random rnd = new Random(17);
+            for (long i = 0; i < (long) TILE_BATCH * cols; i++) x.setAtIndex(Vec.F32, i, (float) rnd.nextGaussian());
+            MemorySegment out = arena.allocate((long) TILE_BATCH * rows * Float.BYTES, 64);
+            untilCompiled(() -> {
+                for (int i = 0; i < MATMUL_ROUND; i++) {
+                    backend.matmul(head, x, out, 1);
+                    backend.matmul(head, x, out, 5);
+                    if (i % 4 == 0) backend.matmul(head, x, out, TILE_BATCH);
+                }
+            }, (long) MATMUL_ROUND * rows * cols * 2);
+        }
     }
 
     private static synchronized boolean warmed(GgmlType type) {
