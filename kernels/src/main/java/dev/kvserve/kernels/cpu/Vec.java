@@ -43,6 +43,11 @@ final class Vec {
         return (IntVector) ByteVector.fromMemorySegment(B, w, offset, LE).convertShape(VectorOperators.B2I, I, 0);
     }
 
+    /** FL bytes at {@code offset} widened to FL ints (zero-extending). */
+    static IntVector loadUnsignedInts(MemorySegment w, long offset) {
+        return (IntVector) ByteVector.fromMemorySegment(B, w, offset, LE).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+    }
+
     /** Ints to floats. */
     static FloatVector intsToFloats(IntVector v) {
         return (FloatVector) v.convert(VectorOperators.I2F, 0);
