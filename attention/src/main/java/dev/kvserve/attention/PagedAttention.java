@@ -186,6 +186,12 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         boolean endsPrompt;
         float[] result;
         float[][] weightSums;
+        /**
+         * Per KV head and row tile, when the step has several tiles: the tiles of one KV head run in
+         * parallel, so each adds its rows' attention weights here and {@link #finish} adds the
+         * tiles into {@link #weightSums} in order (same sums whatever thread ran which tile).
+         */
+        float[][][] tileSums;
 
         final float[] qa;
         final float[] pre;
@@ -230,6 +236,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
                 for (int h = 0; h < geometry.kvHeads(); h++) {
                     weightSums[h] = new float[geometry.groupSize() * seq.table(layer, h).slots()];
                 }
+                if (n > ROW_TILE) tileSums = new float[geometry.kvHeads()][(n + ROW_TILE - 1) / ROW_TILE][];
             }
         }
 
@@ -322,7 +329,7 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
                 for (int c = 0; c < d; c++) result[dst + c] = acc[i * d + c] * inv;
             }
             if (weightSums != null) {
-                sumWeights(kvHead, g0, gn, table, slots, qb, qSink, nq, qpos, m, l, ctx);
+                sumWeights(sumsFor(kvHead, r0), g0, gn, table, slots, qb, qSink, nq, qpos, m, l, ctx, kvHead);
             }
         }
 
@@ -403,11 +410,19 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         }
 
         /** Second pass: Σ over requested queries of softmax probabilities per slot. */
-        void sumWeights(int kvHead, int g0, int gn, BlockTable table, int[] slots, float[] qb, float[] qSink, int nq,
-                        int[] qpos, float[] m, float[] l, BlockContext ctx) {
+        /** Where the row tile starting at {@code r0} adds its attention weights for {@code kvHead}. */
+        float[] sumsFor(int kvHead, int r0) {
+            if (tileSums == null) return weightSums[kvHead];
+            float[][] tiles = tileSums[kvHead];
+            int t = r0 / ROW_TILE;
+            if (tiles[t] == null) tiles[t] = new float[weightSums[kvHead].length];
+            return tiles[t];
+        }
+
+        void sumWeights(float[] sums, int g0, int gn, BlockTable table, int[] slots, float[] qb, float[] qSink, int nq,
+                        int[] qpos, float[] m, float[] l, BlockContext ctx, int kvHead) {
             int bt = table.blockTokens();
             int total = table.slots();
-            float[] sums = weightSums[kvHead];
             float[] scores = new float[nq * bt];
             float[] sinkScores = qSink == null ? null : new float[nq * bt];
             boolean[] chosen = slots == null ? null : new boolean[bt];
@@ -443,6 +458,14 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
 
         void finish() {
             AttentionWeights w = null;
+            if (tileSums != null) {
+                for (int h = 0; h < tileSums.length; h++) {
+                    for (float[] tile : tileSums[h]) {
+                        if (tile == null) continue;
+                        for (int i = 0; i < tile.length; i++) weightSums[h][i] += tile[i];
+                    }
+                }
+            }
             if (weightSums != null) {
                 int[] slotCounts = new int[geometry.kvHeads()];
                 for (int h = 0; h < slotCounts.length; h++) slotCounts[h] = seq.table(layer, h).slots();
