@@ -335,6 +335,7 @@ public final class AquaFormat implements KvStorageFormat, CalibratedFormat {
             int[] tokenCodes = new int[codes];
             short[] groupNorms = new short[groups];
             float[] in = new float[2 * kvDim];
+            float[] res = new float[kvDim];
             for (int p = 0; p < n; p++) {
                 if (!stashed[p]) continue;
                 int o = p * kvDim;
@@ -347,7 +348,6 @@ public final class AquaFormat implements KvStorageFormat, CalibratedFormat {
                     System.arraycopy(prevV, o, in, kvDim, kvDim);
                     cal.valuePredictor(layer).apply(in, 0, out, o);
                 }
-                float[] res = new float[kvDim];
                 if (q == null) {
                     System.arraycopy(stashHalf, o, res, 0, kvDim);
                 } else {

@@ -1,5 +1,7 @@
 package dev.kvserve.kvcache.quant;
 
+import dev.kvserve.kernels.kv.KvKernels;
+
 /**
  * Closed-form multivariate ridge regression with intercept, as AQUA-KV fits its predictors
  * ({@code aquakv/linear_utils.py}): append a ones column to X, {@code C = XᵀX}, add
@@ -13,24 +15,22 @@ public final class RidgeRegression {
     /** Y ≈ X·Wᵀ + b: {@code weight} is [out][in] row-major, {@code bias} [out]. */
     public record Fit(int in, int out, float[] weight, float[] bias) {
 
-        /** Outputs {@code from .. from+count-1} only: {@code y[yOff + i] = W[from+i] · x + b[from+i]}. */
+        /**
+         * Outputs {@code from .. from+count-1} only: {@code y[yOff + i] = W[from+i] · x + b[from+i]}.
+         * A vectorized float dot ({@link KvKernels#dot}, fixed summation order): AQUA-KV's read path
+         * runs this for every cached token of every layer on every decode step, and the encoder runs
+         * the same code, so the reconstruction the decoder rebuilds is the one the encoder predicted
+         * from, bit for bit.
+         */
         public void applyRows(float[] x, int xOff, int from, int count, float[] y, int yOff) {
             for (int o = 0; o < count; o++) {
-                double s = bias[from + o];
-                int wo = (from + o) * in;
-                for (int i = 0; i < in; i++) s += (double) weight[wo + i] * x[xOff + i];
-                y[yOff + o] = (float) s;
+                y[yOff + o] = bias[from + o] + KvKernels.dot(weight, (from + o) * in, x, xOff, in);
             }
         }
 
         /** {@code y[yOff..+out) = W x[xOff..+in) + b}. */
         public void apply(float[] x, int xOff, float[] y, int yOff) {
-            for (int o = 0; o < out; o++) {
-                double s = bias[o];
-                int wo = o * in;
-                for (int i = 0; i < in; i++) s += (double) weight[wo + i] * x[xOff + i];
-                y[yOff + o] = (float) s;
-            }
+            applyRows(x, xOff, 0, out, y, yOff);
         }
     }
 
