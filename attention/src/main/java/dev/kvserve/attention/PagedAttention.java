@@ -188,8 +188,8 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         float[][] weightSums;
         /**
          * Per KV head and row tile, when the step has several tiles: the tiles of one KV head run in
-         * parallel, so each adds its rows' attention weights here and {@link #finish} adds the
-         * tiles into {@link #weightSums} in order (same sums whatever thread ran which tile).
+         * parallel, so each adds its rows' attention weights into its own array and {@link #finish}
+         * adds the tiles into {@link #weightSums} in order (same sums whatever thread ran which tile).
          */
         float[][][] tileSums;
 
@@ -236,7 +236,12 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
                 for (int h = 0; h < geometry.kvHeads(); h++) {
                     weightSums[h] = new float[geometry.groupSize() * seq.table(layer, h).slots()];
                 }
-                if (n > ROW_TILE) tileSums = new float[geometry.kvHeads()][(n + ROW_TILE - 1) / ROW_TILE][];
+                if (n > ROW_TILE) {
+                    tileSums = new float[geometry.kvHeads()][(n + ROW_TILE - 1) / ROW_TILE][];
+                    for (int h = 0; h < tileSums.length; h++) {
+                        for (int t = 0; t < tileSums[h].length; t++) tileSums[h][t] = new float[weightSums[h].length];
+                    }
+                }
             }
         }
 
@@ -329,7 +334,8 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
                 for (int c = 0; c < d; c++) result[dst + c] = acc[i * d + c] * inv;
             }
             if (weightSums != null) {
-                sumWeights(sumsFor(kvHead, r0), g0, gn, table, slots, qb, qSink, nq, qpos, m, l, ctx, kvHead);
+                float[] sums = tileSums == null ? weightSums[kvHead] : tileSums[kvHead][r0 / ROW_TILE];
+                sumWeights(kvHead, sums, g0, gn, table, slots, qb, qSink, nq, qpos, m, l, ctx);
             }
         }
 
@@ -409,18 +415,9 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             return any;
         }
 
-        /** Second pass: Σ over requested queries of softmax probabilities per slot. */
-        /** Where the row tile starting at {@code r0} adds its attention weights for {@code kvHead}. */
-        float[] sumsFor(int kvHead, int r0) {
-            if (tileSums == null) return weightSums[kvHead];
-            float[][] tiles = tileSums[kvHead];
-            int t = r0 / ROW_TILE;
-            if (tiles[t] == null) tiles[t] = new float[weightSums[kvHead].length];
-            return tiles[t];
-        }
-
-        void sumWeights(float[] sums, int g0, int gn, BlockTable table, int[] slots, float[] qb, float[] qSink, int nq,
-                        int[] qpos, float[] m, float[] l, BlockContext ctx, int kvHead) {
+        /** Second pass: Σ over requested queries of softmax probabilities per slot, added into {@code sums}. */
+        void sumWeights(int kvHead, float[] sums, int g0, int gn, BlockTable table, int[] slots, float[] qb, float[] qSink,
+                        int nq, int[] qpos, float[] m, float[] l, BlockContext ctx) {
             int bt = table.blockTokens();
             int total = table.slots();
             float[] scores = new float[nq * bt];
@@ -461,7 +458,6 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
             if (tileSums != null) {
                 for (int h = 0; h < tileSums.length; h++) {
                     for (float[] tile : tileSums[h]) {
-                        if (tile == null) continue;
                         for (int i = 0; i < tile.length; i++) weightSums[h][i] += tile[i];
                     }
                 }

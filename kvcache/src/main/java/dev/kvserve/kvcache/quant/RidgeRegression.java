@@ -16,21 +16,13 @@ public final class RidgeRegression {
     public record Fit(int in, int out, float[] weight, float[] bias) {
 
         /**
-         * Outputs {@code from .. from+count-1} only: {@code y[yOff + i] = W[from+i] · x + b[from+i]}.
-         * A vectorized float dot ({@link KvKernels#dot}, fixed summation order): AQUA-KV's read path
-         * runs this for every cached token of every layer on every decode step, and the encoder runs
-         * the same code, so the reconstruction the decoder rebuilds is the one the encoder predicted
-         * from, bit for bit.
+         * {@code y[yOff..+out) = W x[xOff..+in) + b}, by a vectorized float dot ({@link KvKernels#dot},
+         * fixed summation order): AQUA-KV's read path runs this for every cached token of every layer
+         * on every decode step, and the encoder runs the same code, so the reconstruction the decoder
+         * rebuilds is the one the encoder predicted from, bit for bit.
          */
-        public void applyRows(float[] x, int xOff, int from, int count, float[] y, int yOff) {
-            for (int o = 0; o < count; o++) {
-                y[yOff + o] = bias[from + o] + KvKernels.dot(weight, (from + o) * in, x, xOff, in);
-            }
-        }
-
-        /** {@code y[yOff..+out) = W x[xOff..+in) + b}. */
         public void apply(float[] x, int xOff, float[] y, int yOff) {
-            applyRows(x, xOff, 0, out, y, yOff);
+            for (int o = 0; o < out; o++) y[yOff + o] = bias[o] + KvKernels.dot(weight, o * in, x, xOff, in);
         }
     }
 
