@@ -48,6 +48,58 @@ public final class ScalarKernels {
         }
     }
 
+    /**
+     * {@link #matmul} with the activations first quantized to int8 blocks of 32 ({@link
+     * #quantizeActivations}), as ggml computes Q8_0 and Q4_0 matmuls ({@code vec_dot_q8_0_q8_0},
+     * {@code vec_dot_q4_0_q8_0}): per block, the integer dot of the weight quants with the activation
+     * quants times both scales. The oracle of the CPU backend's int8 kernels.
+     */
+    public static void matmulQuantizedActivations(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
+        GgmlType type = w.type();
+        if (type != GgmlType.Q8_0 && type != GgmlType.Q4_0) throw new IllegalArgumentException("Q8_0 or Q4_0 weights, not " + type);
+        int cols = w.cols();
+        int rows = w.rows();
+        int blocks = cols / 32;
+        byte[] q = new byte[batch * cols];
+        float[] d = new float[batch * blocks];
+        float[] xs = toArray(x, (long) batch * cols);
+        for (int b = 0; b < batch; b++) quantizeActivations(xs, b * cols, cols, q, d);
+        int[] wq = new int[32];
+        for (int r = 0; r < rows; r++) {
+            for (int b = 0; b < batch; b++) {
+                double sum = 0;
+                for (int k = 0; k < blocks; k++) {
+                    long o = r * w.rowBytes() + (long) k * type.blockBytes;
+                    float dw = Float.float16ToFloat(w.data().get(ValueLayout.JAVA_SHORT_UNALIGNED, o));
+                    for (int j = 0; j < 32; j++) {
+                        wq[j] = type == GgmlType.Q8_0 ? w.data().get(ValueLayout.JAVA_BYTE, o + 2 + j)
+                                : ((w.data().get(ValueLayout.JAVA_BYTE, o + 2 + j % 16) & 0xff) >> (j < 16 ? 0 : 4) & 15) - 8;
+                    }
+                    long dot = 0;
+                    for (int j = 0; j < 32; j++) dot += (long) wq[j] * q[b * cols + 32 * k + j];
+                    sum += (double) dw * d[b * blocks + k] * dot;
+                }
+                out.setAtIndex(F32, (long) b * rows + r, (float) sum);
+            }
+        }
+    }
+
+    /**
+     * Quantizes {@code x[offset, offset+cols)} to int8 blocks of 32 as ggml's AVX {@code
+     * quantize_row_q8_0} does: scale max|x|/127 kept as fp16, quant = round-half-even(x · 127/max|x|),
+     * into {@code q[offset..]} and {@code d[offset/32..]}.
+     */
+    public static void quantizeActivations(float[] x, int offset, int cols, byte[] q, float[] d) {
+        for (int k = 0; k < cols / 32; k++) {
+            int base = offset + 32 * k;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[base + j]));
+            d[base / 32] = Float.float16ToFloat(Float.floatToFloat16(amax / 127f));
+            float id = amax != 0 ? 127f / amax : 0f;
+            for (int j = 0; j < 32; j++) q[base + j] = (byte) Math.rint(x[base + j] * id);
+        }
+    }
+
     /** out[b] = x[b] / sqrt(mean(x[b]²) + eps) * weight; out may be x. */
     public static void rmsnorm(MemorySegment out, MemorySegment x, MemorySegment weight, int dim, int batch, float eps) {
         for (int b = 0; b < batch; b++) {

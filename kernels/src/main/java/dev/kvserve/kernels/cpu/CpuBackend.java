@@ -7,6 +7,7 @@ import dev.kvserve.kernels.GgmlQuantize;
 import dev.kvserve.kernels.GgmlType;
 import dev.kvserve.kernels.RopeConfig;
 import dev.kvserve.kernels.WeightTensor;
+import dev.kvserve.nativ.cpu.CpuKernels;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
@@ -24,6 +25,13 @@ import java.lang.foreign.MemorySegment;
  * {@link #upload} therefore warms up the kernels of every large weight's type once per JVM (see
  * {@link #warmUp}).
  *
+ * <p>Q8_0 and Q4_0 matmuls run on the int8 kernels of {@link CpuKernels} where that library loads
+ * (x86-64 Linux with AVX2): the activations are quantized to int8 blocks once per matmul, as
+ * llama.cpp does for these types, and each weight block meets them in an integer dot product. The
+ * Vector API has no such instruction and widens every weight to a float, which caps its kernels at
+ * about half the weights per second on one core. Elsewhere, or with {@code
+ * -Dkvserve.cpu.native=false}, these types use the Vector API kernels with float activations.
+ *
  * <p>Not thread-safe, as {@link Backend} specifies: one caller at a time.
  */
 public final class CpuBackend implements Backend {
@@ -38,6 +46,12 @@ public final class CpuBackend implements Backend {
     private final Arena arena = Arena.ofShared();
     private final CpuThreadPool pool;
     private final MatmulTask matmulTask = new MatmulTask();
+    /** The int8 kernels for Q8_0 and Q4_0 weights, or null to use the Vector API ones. */
+    private final CpuKernels int8;
+    private final Int8MatmulTask int8Task;
+    /** Quantized activations of the current matmul (int8 values, scales, run sums); grown, never shrunk. */
+    private Arena int8Arena;
+    private MemorySegment xq = MemorySegment.NULL, xd = MemorySegment.NULL, xs = MemorySegment.NULL;
     private float[] activations = new float[0];
     private float[] sums = new float[0];
     private float[] rowBuffer = new float[0];
@@ -53,9 +67,27 @@ public final class CpuBackend implements Backend {
         this(Runtime.getRuntime().availableProcessors());
     }
 
-    /** A backend whose matmuls use {@code threads} threads (the caller and threads-1 workers). */
+    /**
+     * A backend whose matmuls use {@code threads} threads (the caller and threads-1 workers), and
+     * the int8 kernels for Q8_0 and Q4_0 where they load.
+     */
     public CpuBackend(int threads) {
+        this(threads, true);
+    }
+
+    /** As {@link #CpuBackend(int)}; {@code int8Kernels} false keeps every type on the Vector API kernels. */
+    public CpuBackend(int threads, boolean int8Kernels) {
         this.pool = new CpuThreadPool(threads);
+        this.int8 = int8Kernels ? CpuKernels.probe().kernels() : null;
+        this.int8Task = int8 == null ? null : new Int8MatmulTask(int8);
+    }
+
+    /**
+     * Whether matmuls over {@code type} quantize the activations to int8 blocks first (ggml's
+     * {@code vec_dot_q8_0_q8_0} / {@code vec_dot_q4_0_q8_0} numerics) instead of using them as floats.
+     */
+    public boolean quantizesActivations(GgmlType type) {
+        return int8 != null && (type == GgmlType.Q8_0 || type == GgmlType.Q4_0);
     }
 
     /**
@@ -75,7 +107,8 @@ public final class CpuBackend implements Backend {
 
     @Override
     public String name() {
-        return "cpu (" + pool.parallelism() + " threads, " + Vec.F.vectorBitSize() + "-bit vectors)";
+        return "cpu (" + pool.parallelism() + " threads, " + Vec.F.vectorBitSize() + "-bit vectors"
+                + (int8 == null ? "" : ", int8 Q8_0/Q4_0 kernels on " + CpuKernels.isaName(int8.isa())) + ")";
     }
 
     @Override
@@ -126,6 +159,10 @@ public final class CpuBackend implements Backend {
         checkFloats(x, (long) batch * cols, "matmul input x of " + w.name());
         checkFloats(out, (long) batch * rows, "matmul output of " + w.name());
         int n = Math.multiplyExact(batch, cols);
+        if (quantizesActivations(w.type())) {
+            matmulInt8(w, x, out, batch);
+            return;
+        }
         // Activations are copied to a float[]: the kernels then read them with array loads (no
         // segment checks in the inner loop), and out may alias x.
         if (activations.length < n) activations = new float[n];
@@ -137,22 +174,41 @@ public final class CpuBackend implements Backend {
             for (int b = 0; b < batch; b++) VectorOps.blockSums(activations, b * cols, cols, sums, b * perRow);
         }
         long rowBytes = w.rowBytes();
-        long work = rowBytes * rows * batch;
-        int chunkRows;
-        int chunks;
-        if (work < PARALLEL_THRESHOLD || pool.parallelism() == 1) {
-            chunkRows = rows;
-            chunks = 1;
-        } else {
-            chunkRows = Math.max(4, ceilDiv(rows, pool.parallelism() * CHUNKS_PER_THREAD));
-            chunks = ceilDiv(rows, chunkRows);
-        }
+        int chunkRows = chunkRows(rowBytes, rows, batch);
         matmulTask.set(kernel, w.data(), rowBytes, rows, cols, batch, activations, sums, out, chunkRows);
         try {
-            pool.run(matmulTask, chunks);
+            pool.run(matmulTask, ceilDiv(rows, chunkRows));
         } finally {
             matmulTask.clear();
         }
+    }
+
+    private void matmulInt8(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
+        int cols = w.cols();
+        int rows = w.rows();
+        long quants = CpuKernels.quantsBytes(batch, cols);
+        if (xq.byteSize() < quants) {
+            if (int8Arena != null) int8Arena.close();
+            int8Arena = Arena.ofShared();
+            xq = int8Arena.allocate(quants, 64);
+            xd = int8Arena.allocate(CpuKernels.scalesBytes(batch, cols), 64);
+            xs = int8Arena.allocate(CpuKernels.sumsBytes(batch, cols), 64);
+        }
+        // Quantizing first also makes out aliasing x harmless.
+        int8.quantize(x, cols, batch, cols, xq, xd, xs);
+        int chunkRows = chunkRows(w.rowBytes(), rows, batch);
+        int8Task.set(w.type() == GgmlType.Q4_0, w.data(), w.rowBytes(), rows, cols, batch, xq, xd, xs, out, chunkRows);
+        try {
+            pool.run(int8Task, ceilDiv(rows, chunkRows));
+        } finally {
+            int8Task.clear();
+        }
+    }
+
+    /** Rows per chunk: all of them for small work or one thread, else CHUNKS_PER_THREAD chunks per thread. */
+    private int chunkRows(long rowBytes, int rows, int batch) {
+        if (rowBytes * rows * batch < PARALLEL_THRESHOLD || pool.parallelism() == 1) return rows;
+        return Math.max(4, ceilDiv(rows, pool.parallelism() * CHUNKS_PER_THREAD));
     }
 
     @Override
@@ -275,6 +331,7 @@ public final class CpuBackend implements Backend {
         closed = true;
         pool.close();
         arena.close();
+        if (int8Arena != null) int8Arena.close();
     }
 
     private void checkOpen() {

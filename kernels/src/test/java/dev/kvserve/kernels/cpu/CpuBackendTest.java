@@ -8,12 +8,14 @@ import dev.kvserve.kernels.GgmlType;
 import dev.kvserve.kernels.RopeConfig;
 import dev.kvserve.kernels.ScalarKernels;
 import dev.kvserve.kernels.WeightTensor;
+import dev.kvserve.nativ.cpu.CpuKernels;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Random;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -21,23 +23,37 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
-/** Every Vector API op of {@link CpuBackend} against {@link ScalarKernels} on seeded random data. */
+/**
+ * Every op of {@link CpuBackend} against {@link ScalarKernels} on seeded random data: the Vector API
+ * kernels, and the int8 kernels of {@link CpuKernels} for Q8_0 and Q4_0 where they load.
+ */
 class CpuBackendTest {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
+    /** The default backend: int8 kernels for Q8_0 and Q4_0 where the library loads. */
     private static CpuBackend backend;
+    /** Vector API kernels only. */
+    private static CpuBackend vectorBackend;
     private static Arena arena;
 
     @BeforeAll
     static void open() {
         backend = new CpuBackend(2);
+        vectorBackend = new CpuBackend(2, false);
         arena = Arena.ofShared();
     }
 
     @AfterAll
     static void close() {
         backend.close();
+        vectorBackend.close();
         arena.close();
+    }
+
+    /** What {@code b.matmul} must compute: with int8 activations where {@code b} quantizes them. */
+    private static void reference(CpuBackend b, WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
+        if (b.quantizesActivations(w.type())) ScalarKernels.matmulQuantizedActivations(w, x, out, batch);
+        else ScalarKernels.matmul(w, x, out, batch);
     }
 
     private static float[] gaussian(Random rnd, int n, float scale) {
@@ -73,20 +89,27 @@ class CpuBackendTest {
             for (int cols : colChoices) {
                 // 19 rows: four-row tiles, a pair and a single row in the tiled path
                 for (int rows : new int[] {1, 19}) {
-                    for (int batch : new int[] {1, 3, 4, 5, 9, 17}) cases.add(Arguments.of(type, cols, rows, batch));
+                    for (int batch : new int[] {1, 3, 4, 5, 9, 17}) addCases(cases, type, cols, rows, batch);
                 }
             }
             // Long rows; and a matrix large enough to be split over both threads.
-            cases.add(Arguments.of(type, 2048, 9, 1));
-            cases.add(Arguments.of(type, 2048, 9, 5));
-            cases.add(Arguments.of(type, type.blockSize == 256 ? 512 : 544, 300, 6));
+            addCases(cases, type, 2048, 9, 1);
+            addCases(cases, type, 2048, 9, 5);
+            addCases(cases, type, type.blockSize == 256 ? 512 : 544, 300, 6);
         }
         return cases.build();
     }
 
-    @ParameterizedTest(name = "{0} cols={1} rows={2} batch={3}")
+    /** Q8_0 and Q4_0 on both kernel sets; every other type has only the Vector API ones. */
+    private static void addCases(Stream.Builder<Arguments> cases, GgmlType type, int cols, int rows, int batch) {
+        cases.add(Arguments.of(type, cols, rows, batch, "vector"));
+        if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0) cases.add(Arguments.of(type, cols, rows, batch, "default"));
+    }
+
+    @ParameterizedTest(name = "{0} cols={1} rows={2} batch={3} {4}")
     @MethodSource("matmulCases")
-    void matmulMatchesScalarReference(GgmlType type, int cols, int rows, int batch) {
+    void matmulMatchesScalarReference(GgmlType type, int cols, int rows, int batch, String kernels) {
+        CpuBackend backend = kernels.equals("vector") ? vectorBackend : CpuBackendTest.backend;
         Random rnd = new Random(31L * cols + 7L * rows + batch + type.ordinal() * 1000L);
         float[] weights = gaussian(rnd, cols * rows, 0.05f);
         MemorySegment data = GgmlQuantize.quantize(type, weights, cols, arena);
@@ -97,7 +120,7 @@ class CpuBackendTest {
         backend.matmul(w, xs, out, batch);
 
         MemorySegment expected = arena.allocate((long) rows * batch * Float.BYTES);
-        ScalarKernels.matmul(w, xs, expected, batch);
+        reference(backend, w, xs, expected, batch);
         float[] row = new float[cols];
         for (int r = 0; r < rows; r++) {
             GgmlQuantize.dequantizeRow(type, data, r * w.rowBytes(), row, 0, cols);
@@ -111,6 +134,74 @@ class CpuBackendTest {
                         .as("row %d batch row %d: got %s want %s", r, b, got, want)
                         .isLessThanOrEqualTo(2e-6 * magnitude + 1e-30);
             }
+        }
+    }
+
+    /** Each instruction set the library has and this CPU runs (AVX2 everywhere it loads, then AVX-512 VNNI). */
+    @ParameterizedTest
+    @CsvSource({"Q8_0", "Q4_0"})
+    void int8KernelsMatchTheirReferenceOnEveryInstructionSet(GgmlType type) {
+        CpuKernels.Probe probe = CpuKernels.probe();
+        Assumptions.assumeTrue(probe.available(), () -> "int8 kernels unavailable: " + probe.description());
+        CpuKernels k = probe.kernels();
+        int best = k.isa();
+        try {
+            for (int isa = CpuKernels.ISA_AVX2; isa <= best; isa++) {
+                assertThat(k.limitIsa(isa)).isEqualTo(isa);
+                for (int batch : new int[] {1, 2, 7}) {
+                    Random rnd = new Random(isa * 100 + batch);
+                    int cols = 800, rows = 67;
+                    WeightTensor w = new WeightTensor("w", type, new long[] {cols, rows},
+                            GgmlQuantize.quantize(type, gaussian(rnd, cols * rows, 0.05f), cols, arena));
+                    MemorySegment x = floats(gaussian(rnd, cols * batch, 1f));
+                    MemorySegment out = backend.allocate((long) rows * batch * Float.BYTES);
+                    MemorySegment expected = arena.allocate((long) rows * batch * Float.BYTES);
+                    backend.matmul(w, x, out, batch);
+                    ScalarKernels.matmulQuantizedActivations(w, x, expected, batch);
+                    for (int i = 0; i < rows * batch; i++) {
+                        assertThat(out.getAtIndex(F32, i)).as("%s batch %d output %d", CpuKernels.isaName(isa), batch, i)
+                                .isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-5f));
+                    }
+                }
+            }
+        } finally {
+            k.limitIsa(Integer.MAX_VALUE);
+        }
+        assertThat(k.isa()).isEqualTo(best);
+    }
+
+    /**
+     * Quantizing the activations costs at most half a quant step per value: |Σ w·(x − x̂)| ≤
+     * Σ_blocks Σ|w| · d/2, plus the scale's fp16 rounding (2⁻¹¹ relative) and float sums.
+     */
+    @ParameterizedTest
+    @CsvSource({"Q8_0", "Q4_0"})
+    void int8ActivationsStayWithinTheirQuantizationErrorOfTheFloatResult(GgmlType type) {
+        Assumptions.assumeTrue(backend.quantizesActivations(type), "int8 kernels unavailable: " + CpuKernels.probe().description());
+        Random rnd = new Random(17);
+        int cols = 1024, rows = 33;
+        MemorySegment data = GgmlQuantize.quantize(type, gaussian(rnd, cols * rows, 0.05f), cols, arena);
+        WeightTensor w = new WeightTensor("w", type, new long[] {cols, rows}, data);
+        float[] x = gaussian(rnd, cols, 1f);
+        MemorySegment out = backend.allocate((long) rows * Float.BYTES);
+        backend.matmul(w, floats(x), out, 1);
+        float[] row = new float[cols];
+        for (int r = 0; r < rows; r++) {
+            GgmlQuantize.dequantizeRow(type, data, r * w.rowBytes(), row, 0, cols);
+            double exact = 0, bound = 0, magnitude = 0;
+            for (int k = 0; k < cols / 32; k++) {
+                double amax = 0, absW = 0;
+                for (int j = 32 * k; j < 32 * k + 32; j++) {
+                    exact += (double) row[j] * x[j];
+                    magnitude += Math.abs((double) row[j] * x[j]);
+                    amax = Math.max(amax, Math.abs(x[j]));
+                    absW += Math.abs(row[j]);
+                }
+                bound += absW * amax / 127 / 2;
+            }
+            bound += magnitude * (Math.scalb(1.0, -11) + 1e-5);
+            assertThat(Math.abs(out.getAtIndex(F32, r) - exact)).as("row %d", r).isLessThanOrEqualTo(bound);
+            assertThat(bound).as("the bound is tight enough to mean something").isLessThan(0.05 * magnitude);
         }
     }
 
@@ -148,7 +239,7 @@ class CpuBackendTest {
             MemorySegment out = backend.allocate((long) rows * 3 * Float.BYTES);
             MemorySegment expected = arena.allocate((long) rows * 3 * Float.BYTES);
             backend.matmul(w, x, out, 3);
-            ScalarKernels.matmul(w, x, expected, 3);
+            reference(backend, w, x, expected, 3);
             for (long i = 0; i < (long) rows * 3; i++) {
                 assertThat(out.getAtIndex(F32, i)).isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-3f));
             }
@@ -164,7 +255,7 @@ class CpuBackendTest {
                 GgmlQuantize.quantize(GgmlType.Q8_0, weights, n, arena));
         MemorySegment x = floats(gaussian(rnd, n * 3, 1f));
         MemorySegment expected = arena.allocate((long) n * 3 * Float.BYTES);
-        ScalarKernels.matmul(w, x, expected, 3);
+        reference(backend, w, x, expected, 3);
         backend.matmul(w, x, x, 3);
         for (int i = 0; i < n * 3; i++) {
             assertThat(x.getAtIndex(F32, i)).isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-4f));

@@ -1,0 +1,230 @@
+// Quantized mat-vec / mat-mat for the CPU backend, on integer dot-product instructions.
+//
+// Why C: the Vector API has no int8 dot product, so the Java kernels widen every weight to a float
+// (16 multiply-adds per instruction, plus a convert or a permute per 16 weights). This file does what
+// llama.cpp's CPU backend does for Q8_0 and Q4_0: the activations are quantized once per matmul to
+// Q8_0-style blocks (32 int8 values, one fp16-rounded scale), and a weight block meets its activation
+// block in one vpdpbusd (32 int8 products summed into 8 int32 lanes; AVX-512 VNNI on 256-bit
+// registers) or vpmaddubsw + vpmaddwd (AVX2). The integer sums are exact; only the per-block scaling
+// and the final sum are float. Row and thread scheduling stay in Java (CpuBackend): each call covers
+// a chunk of rows.
+//
+// Layouts (ggml's, read in place from the model file):
+//   Q8_0 block: fp16 d, int8 q[32]                value = d * q
+//   Q4_0 block: fp16 d, uint8 qs[16]              value j = d * ((qs[j] & 15) - 8), j+16 = d * ((qs[j] >> 4) - 8)
+// Quantized activations, per row of `cols` values (cols % 32 == 0):
+//   xq[cols] int8, xd[cols/32] float (fp16-rounded, as ggml stores it),
+//   xs[cols/4] int32: -8 times the sum of each run of four xq (Q4_0's weights are stored as q + 8;
+//   starting each block's integer sum at -8·Σx makes it Σ (q - 8)·x without a subtraction per block)
+//
+// Built into a committed resource by ../../../build-cpu.sh; see native/README.md.
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+
+enum { ISA_NONE = 0, ISA_AVX2 = 1, ISA_AVX512_VNNI = 2 };
+
+static int detected_isa(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma")) return ISA_AVX512_VNNI;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return ISA_AVX2;
+    return ISA_NONE;
+}
+
+static int isa = -1;
+
+/** The instruction set the kernels use: 0 none (do not call them), 1 AVX2, 2 AVX-512 VNNI. */
+EXPORT int32_t kvs_cpu_isa(void) {
+    if (isa < 0) isa = detected_isa();
+    return isa;
+}
+
+/** Lowers the instruction set (tests run every path the machine has); returns the one now in use. */
+EXPORT int32_t kvs_cpu_limit_isa(int32_t max) {
+    int d = detected_isa();
+    isa = max < d ? (max < 0 ? 0 : max) : d;
+    return isa;
+}
+
+AVX2 static inline float half_to_float(const uint8_t* p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+AVX2 static inline float hsum8(__m256 a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/**
+ * Quantizes `rows` activation rows (row i at x + i*xStride) as ggml's quantize_row_q8_0 does on AVX:
+ * d = max|x| / 127 stored as fp16, q = round-to-nearest-even(x * 127 / max|x|).
+ */
+EXPORT AVX2 void kvs_quantize_q8(const float* x, int64_t xStride, int32_t rows, int32_t cols,
+                                 int8_t* xq, float* xd, int32_t* xs) {
+    const __m256 signBit = _mm256_set1_ps(-0.0f);
+    for (int32_t r = 0; r < rows; r++) {
+        const float* in = x + r * xStride;
+        int8_t* q = xq + (int64_t) r * cols;
+        float* d = xd + (int64_t) r * (cols / 32);
+        int32_t* s = xs + (int64_t) r * (cols / 4);
+        for (int32_t b = 0; b < cols / 32; b++) {
+            __m256 v0 = _mm256_loadu_ps(in + 32 * b), v1 = _mm256_loadu_ps(in + 32 * b + 8);
+            __m256 v2 = _mm256_loadu_ps(in + 32 * b + 16), v3 = _mm256_loadu_ps(in + 32 * b + 24);
+            __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signBit, v0), _mm256_andnot_ps(signBit, v1)),
+                                     _mm256_max_ps(_mm256_andnot_ps(signBit, v2), _mm256_andnot_ps(signBit, v3)));
+            __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            float amax = _mm_cvtss_f32(m4);
+            d[b] = _cvtsh_ss(_cvtss_sh(amax / 127.0f, 0));
+            __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+            __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            // Pack to int8 in order: packs work per 128-bit half, hence the final permute.
+            __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
+            __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i*) (q + 32 * b), p);
+            // -8 × each run of four: pairs summed by vpmaddubsw (times 1), pairs of pairs by vpmaddwd (times -8).
+            _mm256_storeu_si256((__m256i*) (s + 8 * b),
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(-8)));
+        }
+    }
+}
+
+// ---- Q4_0 ------------------------------------------------------------------------------------
+
+/** The 32 weights of a Q4_0 block as unsigned bytes 0..15, in element order. */
+AVX2 static inline __m256i q4_0_nibbles(const uint8_t* block) {
+    __m128i q = _mm_loadu_si128((const __m128i*) (block + 2));
+    return _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
+                            _mm256_set1_epi8(15));
+}
+
+/** Σ (q - 8)·x over one block as 8 int32 lanes; s = the block's -8·Σx runs. */
+VNNI static inline __m256i q4_0_dot_vnni(const uint8_t* block, const int8_t* x, const int32_t* s) {
+    return _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i*) s), q4_0_nibbles(block),
+                               _mm256_loadu_si256((const __m256i*) x));
+}
+
+AVX2 static inline __m256i q4_0_dot_avx2(const uint8_t* block, const int8_t* x, const int32_t* s) {
+    __m256i pairs = _mm256_maddubs_epi16(q4_0_nibbles(block), _mm256_loadu_si256((const __m256i*) x));
+    return _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), _mm256_loadu_si256((const __m256i*) s));
+}
+
+// ---- Q8_0 ------------------------------------------------------------------------------------
+
+/** Σ q·x over one block as 8 int32 lanes: |q| (unsigned) times x with q's sign, the u8×s8 form both ISAs take. */
+VNNI static inline __m256i q8_0_dot_vnni(const uint8_t* block, const int8_t* x, const int32_t* s) {
+    (void) s;
+    __m256i q = _mm256_loadu_si256((const __m256i*) (block + 2));
+    __m256i v = _mm256_loadu_si256((const __m256i*) x);
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(q), _mm256_sign_epi8(v, q));
+}
+
+AVX2 static inline __m256i q8_0_dot_avx2(const uint8_t* block, const int8_t* x, const int32_t* s) {
+    (void) s;
+    __m256i q = _mm256_loadu_si256((const __m256i*) (block + 2));
+    __m256i v = _mm256_loadu_si256((const __m256i*) x);
+    // |q| ≤ 128 and |x| ≤ 127: a pair sums to at most 32512, so vpmaddubsw never saturates.
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(v, q)), _mm256_set1_epi16(1));
+}
+
+// ---- mat-vec / mat-mat -----------------------------------------------------------------------
+//
+// out[b * outStride + r] = Σ_c w[r][c] · x_b[c] for rows r < rows and activation rows b < batch.
+// One weight row at a time, against up to four activation rows: the row's blocks are decoded once
+// per four activation rows and its bytes stay in L1 meanwhile. Two block accumulators per
+// activation row keep two FMA chains in flight when batch is 1.
+
+#define MATMUL(NAME, TARGET, BLOCK_BYTES, DOT)                                                                \
+TARGET static void NAME(const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq, const float* xd,  \
+                        const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {      \
+    const int32_t nb = cols / 32;                                                                           \
+    for (int32_t r = 0; r < rows; r++) {                                                                    \
+        const uint8_t* row = w + rowBytes * r;                                                              \
+        int32_t b = 0;                                                                                      \
+        if (batch == 1) {                                                                                   \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                       \
+            int32_t k = 0;                                                                                  \
+            for (; k + 1 < nb; k += 2) {                                                                    \
+                const uint8_t* o = row + (int64_t) BLOCK_BYTES * k;                                         \
+                __m256i s0 = DOT(o, xq + 32 * k, xs + 8 * k);                                               \
+                __m256i s1 = DOT(o + BLOCK_BYTES, xq + 32 * k + 32, xs + 8 * k + 8);                        \
+                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(half_to_float(o) * xd[k]), a0); \
+                a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),                                                \
+                                     _mm256_set1_ps(half_to_float(o + BLOCK_BYTES) * xd[k + 1]), a1);       \
+            }                                                                                               \
+            if (k < nb) {                                                                                   \
+                const uint8_t* o = row + (int64_t) BLOCK_BYTES * k;                                         \
+                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, xq + 32 * k, xs + 8 * k)),                   \
+                                     _mm256_set1_ps(half_to_float(o) * xd[k]), a0);                         \
+            }                                                                                               \
+            out[r] = hsum8(_mm256_add_ps(a0, a1));                                                          \
+            continue;                                                                                       \
+        }                                                                                                   \
+        for (; b + 4 <= batch; b += 4) {                                                                    \
+            const int8_t* q0 = xq + (int64_t) b * cols;                                                     \
+            const float* d0 = xd + (int64_t) b * nb;                                                        \
+            const int32_t* s0 = xs + (int64_t) b * (cols / 4);                                              \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                     \
+            for (int32_t k = 0; k < nb; k++) {                                                              \
+                const uint8_t* o = row + (int64_t) BLOCK_BYTES * k;                                         \
+                float dw = half_to_float(o);                                                                \
+                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + 32 * k, s0 + 8 * k)),                   \
+                                     _mm256_set1_ps(dw * d0[k]), a0);                                       \
+                a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + cols + 32 * k, s0 + cols / 4 + 8 * k)), \
+                                     _mm256_set1_ps(dw * d0[nb + k]), a1);                                  \
+                a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + 2 * cols + 32 * k, s0 + cols / 2 + 8 * k)), \
+                                     _mm256_set1_ps(dw * d0[2 * nb + k]), a2);                              \
+                a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + 3 * cols + 32 * k, s0 + 3 * (cols / 4) + 8 * k)), \
+                                     _mm256_set1_ps(dw * d0[3 * nb + k]), a3);                              \
+            }                                                                                               \
+            out[b * outStride + r] = hsum8(a0);                                                             \
+            out[(b + 1) * outStride + r] = hsum8(a1);                                                       \
+            out[(b + 2) * outStride + r] = hsum8(a2);                                                       \
+            out[(b + 3) * outStride + r] = hsum8(a3);                                                       \
+        }                                                                                                   \
+        for (; b < batch; b++) {                                                                            \
+            const int8_t* q0 = xq + (int64_t) b * cols;                                                     \
+            const float* d0 = xd + (int64_t) b * nb;                                                        \
+            const int32_t* s0 = xs + (int64_t) b * (cols / 4);                                              \
+            __m256 a0 = _mm256_setzero_ps();                                                                \
+            for (int32_t k = 0; k < nb; k++) {                                                              \
+                const uint8_t* o = row + (int64_t) BLOCK_BYTES * k;                                         \
+                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + 32 * k, s0 + 8 * k)),                   \
+                                     _mm256_set1_ps(half_to_float(o) * d0[k]), a0);                         \
+            }                                                                                               \
+            out[b * outStride + r] = hsum8(a0);                                                             \
+        }                                                                                                   \
+    }                                                                                                       \
+}
+
+MATMUL(q4_0_vnni, VNNI, 18, q4_0_dot_vnni)
+MATMUL(q4_0_avx2, AVX2, 18, q4_0_dot_avx2)
+MATMUL(q8_0_vnni, VNNI, 34, q8_0_dot_vnni)
+MATMUL(q8_0_avx2, AVX2, 34, q8_0_dot_avx2)
+
+/** Q4_0 weights (`rows` rows, `rowBytes` apart) times quantized activations; see MATMUL above. */
+EXPORT void kvs_matmul_q4_0(const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq, const float* xd,
+                            const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
+    if (kvs_cpu_isa() == ISA_AVX512_VNNI) q4_0_vnni(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+    else q4_0_avx2(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+}
+
+/** Q8_0 weights times quantized activations (xs is not read). */
+EXPORT void kvs_matmul_q8_0(const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq, const float* xd,
+                            const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
+    if (kvs_cpu_isa() == ISA_AVX512_VNNI) q8_0_vnni(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+    else q8_0_avx2(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+}

@@ -1,0 +1,207 @@
+package dev.kvserve.nativ.cpu;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Locale;
+
+/**
+ * The int8 dot-product matmuls of {@code libkvserve_cpu.so} (source: {@code src/main/c/cpu_kernels.c}),
+ * which the CPU backend uses for Q8_0 and Q4_0 weights where they load. The Vector API has no
+ * integer dot product, so a Java kernel widens each weight to a float; these kernels quantize the
+ * activations to int8 blocks once per matmul, as llama.cpp does, and use {@code vpdpbusd}
+ * (AVX-512 VNNI) or {@code vpmaddubsw} (AVX2).
+ *
+ * <p>{@link #probe()} loads the library once and never throws: not x86-64 Linux, a CPU without
+ * AVX2, native access denied, or {@code -Dkvserve.cpu.native=false} all become a one-line reason,
+ * and the backend keeps its Vector API kernels.
+ *
+ * <p>Every call checks that the segments hold what the kernel will read and write, so a wrong size
+ * is an exception, never a crash. Calls are "critical" downcalls: they may take heap segments, and
+ * hold up a garbage collection only for one chunk of rows.
+ */
+public final class CpuKernels {
+
+    private static final String RESOURCE = "/dev/kvserve/nativ/cpu/linux-x86_64/libkvserve_cpu.so";
+
+    /** Instruction sets the library can use, by its {@code kvs_cpu_isa()} code. */
+    public static final int ISA_AVX2 = 1;
+    public static final int ISA_AVX512_VNNI = 2;
+
+    /** @param kernels the loaded kernels, or null; @param description what they run on, or why they do not load */
+    public record Probe(CpuKernels kernels, String description) {
+        public boolean available() {
+            return kernels != null;
+        }
+    }
+
+    private static final class Holder {
+        static final Probe PROBE = load();
+    }
+
+    /** The library, loaded on first use and cached. Never throws. */
+    public static Probe probe() {
+        return Holder.PROBE;
+    }
+
+    private final MethodHandle isa;
+    private final MethodHandle limitIsa;
+    private final MethodHandle quantize;
+    private final MethodHandle matmulQ4_0;
+    private final MethodHandle matmulQ8_0;
+
+    private CpuKernels(SymbolLookup lib) {
+        Linker linker = Linker.nativeLinker();
+        Linker.Option critical = Linker.Option.critical(true);
+        ValueLayout.OfInt i32 = ValueLayout.JAVA_INT;
+        ValueLayout.OfLong i64 = ValueLayout.JAVA_LONG;
+        ValueLayout ptr = ValueLayout.ADDRESS;
+        isa = linker.downcallHandle(find(lib, "kvs_cpu_isa"), FunctionDescriptor.of(i32));
+        limitIsa = linker.downcallHandle(find(lib, "kvs_cpu_limit_isa"), FunctionDescriptor.of(i32, i32));
+        quantize = linker.downcallHandle(find(lib, "kvs_quantize_q8"),
+                FunctionDescriptor.ofVoid(ptr, i64, i32, i32, ptr, ptr, ptr), critical);
+        FunctionDescriptor matmul = FunctionDescriptor.ofVoid(ptr, i64, i32, ptr, ptr, ptr, i32, i32, ptr, i64);
+        matmulQ4_0 = linker.downcallHandle(find(lib, "kvs_matmul_q4_0"), matmul, critical);
+        matmulQ8_0 = linker.downcallHandle(find(lib, "kvs_matmul_q8_0"), matmul, critical);
+    }
+
+    private static MemorySegment find(SymbolLookup lib, String name) {
+        return lib.find(name).orElseThrow(() -> new IllegalStateException("libkvserve_cpu.so lacks " + name));
+    }
+
+    private static Probe load() {
+        if (!Boolean.parseBoolean(System.getProperty("kvserve.cpu.native", "true"))) {
+            return new Probe(null, "disabled by -Dkvserve.cpu.native=false");
+        }
+        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
+        String arch = System.getProperty("os.arch", "");
+        if (!os.startsWith("linux") || !(arch.equals("amd64") || arch.equals("x86_64"))) {
+            return new Probe(null, "built for x86-64 Linux only (this is " + os + " " + arch + ")");
+        }
+        try (InputStream in = CpuKernels.class.getResourceAsStream(RESOURCE)) {
+            if (in == null) return new Probe(null, RESOURCE + " is missing from the class path");
+            Path file = Files.createTempFile("libkvserve_cpu", ".so");
+            file.toFile().deleteOnExit();
+            Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
+            CpuKernels kernels = new CpuKernels(SymbolLookup.libraryLookup(file, Arena.global()));
+            int code = kernels.isa();
+            if (code < ISA_AVX2) return new Probe(null, "the CPU lacks AVX2, FMA or F16C");
+            return new Probe(kernels, isaName(code));
+        } catch (IOException e) {
+            return new Probe(null, "cannot extract libkvserve_cpu.so: " + e.getMessage());
+        } catch (RuntimeException | LinkageError e) {
+            return new Probe(null, "cannot load libkvserve_cpu.so: " + e);
+        }
+    }
+
+    public static String isaName(int code) {
+        return switch (code) {
+            case ISA_AVX512_VNNI -> "AVX-512 VNNI";
+            case ISA_AVX2 -> "AVX2";
+            default -> "none";
+        };
+    }
+
+    /** The instruction set in use: {@link #ISA_AVX2} or {@link #ISA_AVX512_VNNI}. */
+    public int isa() {
+        try {
+            return (int) isa.invokeExact();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * Caps the instruction set (process-wide) so that tests reach every path this CPU has; returns
+     * the one now in use. Not for use while another thread runs a kernel.
+     */
+    public int limitIsa(int max) {
+        try {
+            return (int) limitIsa.invokeExact(max);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Bytes of int8 values ({@code xq}), of scales ({@code xd}) and of run sums ({@code xs}) for {@code rows × cols} activations. */
+    public static long quantsBytes(int rows, int cols) {
+        return (long) rows * cols;
+    }
+
+    public static long scalesBytes(int rows, int cols) {
+        return (long) rows * (cols / 32) * Float.BYTES;
+    }
+
+    public static long sumsBytes(int rows, int cols) {
+        return (long) rows * (cols / 4) * Integer.BYTES;
+    }
+
+    /**
+     * Quantizes {@code rows} rows of {@code cols} floats (row i at float index {@code i * xStride}
+     * of {@code x}) to int8 blocks of 32 with one fp16-rounded scale each, as ggml's AVX
+     * {@code quantize_row_q8_0} does (scale max|x|/127, round to nearest even), plus −8 × the sum of
+     * every run of four quants (what Q4_0's offset needs).
+     */
+    public void quantize(MemorySegment x, long xStride, int rows, int cols, MemorySegment xq, MemorySegment xd, MemorySegment xs) {
+        if (cols <= 0 || cols % 32 != 0 || rows < 0 || xStride < cols) {
+            throw new IllegalArgumentException("quantize: cols " + cols + " (a positive multiple of 32), rows " + rows + ", stride " + xStride);
+        }
+        if (rows == 0) return;
+        need(x, ((rows - 1) * xStride + cols) * Float.BYTES, "activations");
+        need(xq, quantsBytes(rows, cols), "quants");
+        need(xd, scalesBytes(rows, cols), "scales");
+        need(xs, sumsBytes(rows, cols), "run sums");
+        try {
+            quantize.invokeExact(x, xStride, rows, cols, xq, xd, xs);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * {@code out[b·outStride + r] = Σ_c w[r][c] · x_b[c]} for {@code r < rows}, {@code b < batch}:
+     * weight row r of type {@code q4_0} (true) or Q8_0 (false) at byte {@code r·rowBytes} of {@code w}, activation
+     * row b as quantized by {@link #quantize} at row b of {@code xq}, {@code xd}, {@code xs}.
+     */
+    public void matmul(boolean q4_0, MemorySegment w, long rowBytes, int rows, MemorySegment xq, MemorySegment xd,
+                       MemorySegment xs, int cols, int batch, MemorySegment out, long outStride) {
+        long blockBytes = q4_0 ? 18 : 34;
+        if (cols <= 0 || cols % 32 != 0 || rows < 0 || batch < 0 || rowBytes < cols / 32 * blockBytes || outStride < rows) {
+            throw new IllegalArgumentException("matmul: cols " + cols + ", rows " + rows + ", batch " + batch
+                    + ", row bytes " + rowBytes + ", out stride " + outStride);
+        }
+        if (rows == 0 || batch == 0) return;
+        need(w, (rows - 1) * rowBytes + cols / 32 * blockBytes, "weights");
+        need(xq, quantsBytes(batch, cols), "quants");
+        need(xd, scalesBytes(batch, cols), "scales");
+        if (q4_0) need(xs, sumsBytes(batch, cols), "run sums");
+        need(out, ((batch - 1) * outStride + rows) * Float.BYTES, "output");
+        try {
+            if (q4_0) matmulQ4_0.invokeExact(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+            else matmulQ8_0.invokeExact(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    private static void need(MemorySegment s, long bytes, String what) {
+        if (s.byteSize() < bytes) {
+            throw new IndexOutOfBoundsException(what + ": " + bytes + " bytes needed, segment holds " + s.byteSize());
+        }
+    }
+
+    private static RuntimeException rethrow(Throwable t) {
+        if (t instanceof RuntimeException r) return r;
+        if (t instanceof Error e) throw e;
+        return new IllegalStateException(t);
+    }
+}
