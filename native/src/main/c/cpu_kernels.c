@@ -14,8 +14,9 @@
 //   Q4_0 block: fp16 d, uint8 qs[16]              value j = d * ((qs[j] & 15) - 8), j+16 = d * ((qs[j] >> 4) - 8)
 // Quantized activations, per row of `cols` values (cols % 32 == 0):
 //   xq[cols] int8, xd[cols/32] float (fp16-rounded, as ggml stores it),
-//   xs[cols/4] int32: -8 times the sum of each run of four xq (Q4_0's weights are stored as q + 8;
-//   starting each block's integer sum at -8·Σx makes it Σ (q - 8)·x without a subtraction per block)
+//   xs[cols/4 + cols/32] int32: -8 times the sum of each run of four xq, then -8 times each block's
+//   sum (Q4_0's weights are stored as q + 8; starting a block's integer sum at -8·Σx makes it
+//   Σ (q - 8)·x without a subtraction per block)
 //
 // Built into a committed resource by ../../../build-cpu.sh; see native/README.md.
 #include <immintrin.h>
@@ -27,6 +28,9 @@
 #define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
 enum { ISA_NONE = 0, ISA_AVX2 = 1, ISA_AVX512_VNNI = 2 };
+
+/** int32 values of xs per activation row: cols/4 run sums, then cols/32 block sums. */
+#define XS_STRIDE(cols) ((cols) / 4 + (cols) / 32)
 
 static int detected_isa(void) {
     __builtin_cpu_init();
@@ -75,7 +79,7 @@ EXPORT AVX2 void kvs_quantize_q8(const float* x, int64_t xStride, int32_t rows, 
         const float* in = x + r * xStride;
         int8_t* q = xq + (int64_t) r * cols;
         float* d = xd + (int64_t) r * (cols / 32);
-        int32_t* s = xs + (int64_t) r * (cols / 4);
+        int32_t* s = xs + (int64_t) r * XS_STRIDE(cols);
         for (int32_t b = 0; b < cols / 32; b++) {
             __m256 v0 = _mm256_loadu_ps(in + 32 * b), v1 = _mm256_loadu_ps(in + 32 * b + 8);
             __m256 v2 = _mm256_loadu_ps(in + 32 * b + 16), v3 = _mm256_loadu_ps(in + 32 * b + 24);
@@ -96,8 +100,11 @@ EXPORT AVX2 void kvs_quantize_q8(const float* x, int64_t xStride, int32_t rows, 
             __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256((__m256i*) (q + 32 * b), p);
             // -8 × each run of four: pairs summed by vpmaddubsw (times 1), pairs of pairs by vpmaddwd (times -8).
-            _mm256_storeu_si256((__m256i*) (s + 8 * b),
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(-8)));
+            __m256i runs = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(-8));
+            _mm256_storeu_si256((__m256i*) (s + 8 * b), runs);
+            __m128i t = _mm_add_epi32(_mm256_castsi256_si128(runs), _mm256_extracti128_si256(runs, 1));
+            t = _mm_hadd_epi32(t, t);
+            s[cols / 4 + b] = _mm_cvtsi128_si32(_mm_hadd_epi32(t, t));
         }
     }
 }
@@ -215,18 +222,19 @@ TARGET static void NAME(const uint8_t* w, int64_t rowBytes, int32_t rows, const 
         for (; b + 4 <= batch; b += 4) {                                                                    \
             const int8_t* q0 = xq + (int64_t) b * cols;                                                     \
             const float* d0 = xd + (int64_t) b * nb;                                                        \
-            const int32_t* s0 = xs + (int64_t) b * (cols / 4);                                              \
+            const int32_t* s0 = xs + (int64_t) b * XS_STRIDE(cols);                                         \
+            const int64_t ss = XS_STRIDE(cols);                                                             \
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                     \
             for (int32_t k = 0; k < nb; k++) {                                                              \
                 const uint8_t* o = row + (int64_t) BLOCK_BYTES * k;                                         \
                 float dw = half_to_float(o);                                                                \
                 a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + 32 * k, s0 + 8 * k)),                   \
                                      _mm256_set1_ps(dw * d0[k]), a0);                                       \
-                a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + cols + 32 * k, s0 + cols / 4 + 8 * k)), \
+                a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + cols + 32 * k, s0 + ss + 8 * k)), \
                                      _mm256_set1_ps(dw * d0[nb + k]), a1);                                  \
-                a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + 2 * cols + 32 * k, s0 + cols / 2 + 8 * k)), \
+                a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + 2 * cols + 32 * k, s0 + 2 * ss + 8 * k)), \
                                      _mm256_set1_ps(dw * d0[2 * nb + k]), a2);                              \
-                a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + 3 * cols + 32 * k, s0 + 3 * (cols / 4) + 8 * k)), \
+                a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(o, q0 + 3 * cols + 32 * k, s0 + 3 * ss + 8 * k)), \
                                      _mm256_set1_ps(dw * d0[3 * nb + k]), a3);                              \
             }                                                                                               \
             out[b * outStride + r] = hsum8(a0);                                                             \
@@ -237,7 +245,7 @@ TARGET static void NAME(const uint8_t* w, int64_t rowBytes, int32_t rows, const 
         for (; b < batch; b++) {                                                                            \
             const int8_t* q0 = xq + (int64_t) b * cols;                                                     \
             const float* d0 = xd + (int64_t) b * nb;                                                        \
-            const int32_t* s0 = xs + (int64_t) b * (cols / 4);                                              \
+            const int32_t* s0 = xs + (int64_t) b * XS_STRIDE(cols);                                         \
             __m256 a0 = _mm256_setzero_ps();                                                                \
             for (int32_t k = 0; k < nb; k++) {                                                              \
                 const uint8_t* o = row + (int64_t) BLOCK_BYTES * k;                                         \
@@ -266,4 +274,121 @@ EXPORT void kvs_matmul_q8_0(const uint8_t* w, int64_t rowBytes, int32_t rows, co
                             const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
     if (kvs_cpu_isa() == ISA_AVX512_VNNI) q8_0_vnni(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
     else q8_0_avx2(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+}
+
+// ---- Q4_0 repacked by eight rows -------------------------------------------------------------
+//
+// What llama.cpp's CPU "REPACK" does, in a layout of our own: eight rows' blocks k side by side, so
+// that one 256-bit register holds four quant bytes of each of the eight rows and the lanes of
+// every sum are the rows. A block's integer dot is then eight vpdpbusd against broadcast
+// activations (no shuffles, no per-row horizontal sum), the eight scales are one load and one
+// convert, and the eight results are one store. Per block of eight rows (144 bytes, as in ggml):
+//   d[8]       fp16, row i's scale
+//   q[4][8][4] bytes: q[c][i] = row i's quant bytes 4c..4c+3 (low nibbles: elements 4c..4c+3,
+//              high nibbles: elements 16+4c..16+4c+3)
+// Groups follow each other, each holding its blocks in order: group g, block k at (g·nb + k)·144.
+
+static inline void copy_bytes(uint8_t* dst, const uint8_t* src, int n) {
+    for (int i = 0; i < n; i++) dst[i] = src[i];
+}
+
+/** Repacks rows 0 .. 8·groups of a Q4_0 matrix (rows `rowBytes` apart) into `dst` (groups·nb·144 bytes). */
+EXPORT void kvs_repack_q4_0x8(const uint8_t* src, int64_t rowBytes, int32_t groups, int32_t cols, uint8_t* dst) {
+    const int32_t nb = cols / 32;
+    for (int32_t g = 0; g < groups; g++) {
+        for (int32_t k = 0; k < nb; k++) {
+            uint8_t* o = dst + ((int64_t) g * nb + k) * 144;
+            for (int i = 0; i < 8; i++) {
+                const uint8_t* b = src + (int64_t) (8 * g + i) * rowBytes + (int64_t) 18 * k;
+                copy_bytes(o + 2 * i, b, 2);
+                for (int c = 0; c < 4; c++) copy_bytes(o + 16 + 32 * c + 4 * i, b + 2 + 4 * c, 4);
+            }
+        }
+    }
+}
+
+VNNI static inline __m256i dpbusd_vnni(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_dpbusd_epi32(acc, u, s);
+}
+
+AVX2 static inline __m256i dpbusd_avx2(__m256i acc, __m256i u, __m256i s) {
+    // u ≤ 15 here: a pair sums to at most 3810, so vpmaddubsw never saturates.
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+
+static inline int32_t load_i32(const int8_t* p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+// out[b·outStride + 8g + i] for row 8g+i of group g < groups, activation row b < batch. Batch 1
+// streams the weights once; larger batches decode each block's nibbles once for four activation rows.
+#define MATMUL_X8(NAME, TARGET, DPBUSD)                                                                     \
+TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, const float* xd,               \
+                        const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {   \
+    const int32_t nb = cols / 32;                                                                           \
+    const int64_t ss = XS_STRIDE(cols);                                                                     \
+    const __m256i m4 = _mm256_set1_epi8(15);                                                                \
+    for (int32_t g = 0; g < groups; g++) {                                                                  \
+        const uint8_t* base = p + (int64_t) g * nb * 144;                                                   \
+        int32_t b = 0;                                                                                      \
+        for (; b + 4 <= batch; b += 4) {                                                                    \
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+            for (int32_t k = 0; k < nb; k++) {                                                              \
+                const uint8_t* o = base + (int64_t) k * 144;                                                \
+                __m256i lo[4], hi[4];                                                                       \
+                for (int c = 0; c < 4; c++) {                                                               \
+                    __m256i w = _mm256_loadu_si256((const __m256i*) (o + 16 + 32 * c));                     \
+                    lo[c] = _mm256_and_si256(w, m4);                                                        \
+                    hi[c] = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);                                  \
+                }                                                                                           \
+                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o));                           \
+                for (int j = 0; j < 4; j++) {                                                               \
+                    const int8_t* x = xq + (int64_t) (b + j) * cols + 32 * k;                               \
+                    __m256i s = _mm256_set1_epi32(xs[(b + j) * ss + cols / 4 + k]);                         \
+                    for (int c = 0; c < 4; c++) {                                                           \
+                        s = DPBUSD(s, lo[c], _mm256_set1_epi32(load_i32(x + 4 * c)));                       \
+                        s = DPBUSD(s, hi[c], _mm256_set1_epi32(load_i32(x + 16 + 4 * c)));                  \
+                    }                                                                                       \
+                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s),                                         \
+                                             _mm256_mul_ps(dw, _mm256_set1_ps(xd[(int64_t) (b + j) * nb + k])), acc[j]); \
+                }                                                                                           \
+            }                                                                                               \
+            for (int j = 0; j < 4; j++) _mm256_storeu_ps(out + (b + j) * outStride + 8 * g, acc[j]);        \
+        }                                                                                                   \
+        for (; b < batch; b++) {                                                                            \
+            const int8_t* x = xq + (int64_t) b * cols;                                                      \
+            const int32_t* tot = xs + b * ss + cols / 4;                                                    \
+            const float* d = xd + (int64_t) b * nb;                                                         \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                       \
+            for (int32_t k = 0; k < nb; k++) {                                                              \
+                const uint8_t* o = base + (int64_t) k * 144;                                                \
+                _mm_prefetch((const char*) o + 1024, _MM_HINT_T0);                                          \
+                _mm_prefetch((const char*) o + 1024 + 64, _MM_HINT_T0);                                     \
+                _mm_prefetch((const char*) o + 1024 + 128, _MM_HINT_T0);                                    \
+                __m256i sl = _mm256_set1_epi32(tot[k]), sh = _mm256_setzero_si256();                        \
+                _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {                                       \
+                    __m256i w = _mm256_loadu_si256((const __m256i*) (o + 16 + 32 * c));                     \
+                    sl = DPBUSD(sl, _mm256_and_si256(w, m4), _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c))); \
+                    sh = DPBUSD(sh, _mm256_and_si256(_mm256_srli_epi16(w, 4), m4),                          \
+                                _mm256_set1_epi32(load_i32(x + 32 * k + 16 + 4 * c)));                      \
+                }                                                                                           \
+                __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o)), _mm256_set1_ps(d[k])); \
+                if (k & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sl, sh)), sc, a1);      \
+                else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sl, sh)), sc, a0);            \
+            }                                                                                               \
+            _mm256_storeu_ps(out + b * outStride + 8 * g, _mm256_add_ps(a0, a1));                           \
+        }                                                                                                   \
+    }                                                                                                       \
+}
+
+MATMUL_X8(q4_0x8_vnni, VNNI, dpbusd_vnni)
+MATMUL_X8(q4_0x8_avx2, AVX2, dpbusd_avx2)
+
+/** Repacked Q4_0 (kvs_repack_q4_0x8) times quantized activations: 8·groups rows. */
+EXPORT void kvs_matmul_q4_0x8(const uint8_t* packed, int32_t groups, const int8_t* xq, const float* xd,
+                              const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
+    if (kvs_cpu_isa() == ISA_AVX512_VNNI) q4_0x8_vnni(packed, groups, xq, xd, xs, cols, batch, out, outStride);
+    else q4_0x8_avx2(packed, groups, xq, xd, xs, cols, batch, out, outStride);
 }

@@ -2,6 +2,7 @@ package dev.kvserve.kernels;
 
 import dev.kvserve.kernels.cpu.CpuBackend;
 import dev.kvserve.kernels.cuda.CudaBackend;
+import dev.kvserve.nativ.cpu.CpuKernels;
 import dev.kvserve.nativ.cuda.Cuda;
 import dev.kvserve.nativ.cuda.CudaDevice;
 import java.util.Locale;
@@ -42,7 +43,10 @@ public final class Backends {
                 // The decoder's attention over the paged KV cache runs on host memory only, so a
                 // whole model cannot run on the CUDA backend yet; auto therefore stays on the CPU.
                 Cuda.Probe probe = Cuda.probe();
-                LOG.log(System.Logger.Level.INFO, "backend: CPU with " + cpuThreads + " threads"
+                CpuKernels.Probe int8 = CpuKernels.probe();
+                LOG.log(System.Logger.Level.INFO, "backend: CPU with " + cpuThreads + " threads, "
+                        + (int8.available() ? "int8 Q8_0/Q4_0 kernels on " + int8.description()
+                                : "Vector API kernels only (int8 kernels: " + int8.description() + ")")
                         + (probe.available() ? " (CUDA " + probe.description() + " is present, but paged attention is CPU-only)"
                                 : "; CUDA unavailable: " + probe.description()));
                 yield new CpuBackend(cpuThreads);

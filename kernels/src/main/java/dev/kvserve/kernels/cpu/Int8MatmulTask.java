@@ -8,6 +8,10 @@ import java.lang.foreign.MemorySegment;
  * consecutive weight rows like {@link MatmulTask}. The activations were quantized once by the
  * caller; each chunk is one native call per group of activation rows that fits in L2, so the
  * weight rows of the chunk cross the memory bus once per group (once in all for decode).
+ *
+ * <p>Q4_0 weights repacked at upload ({@link CpuBackend#upload}) are read in their packed form for
+ * the first {@code 8·groups} rows; chunks then hold whole groups of eight rows, and any last rows
+ * beyond the groups run on the plain kernel over the original bytes.
  */
 final class Int8MatmulTask implements CpuThreadPool.Task {
     /** Bytes of quantized activations (and their run sums) a group may take: half of a 1 MiB L2. */
@@ -16,6 +20,9 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
     private final CpuKernels kernels;
     private boolean q4_0;
     private MemorySegment weights;
+    /** The weights repacked by eight rows ({@link CpuKernels#repackQ4_0x8}), or null. */
+    private MemorySegment packed;
+    private int packedRows;
     private long rowBytes;
     private int rows;
     private int cols;
@@ -31,10 +38,13 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
         this.kernels = kernels;
     }
 
-    void set(boolean q4_0, MemorySegment weights, long rowBytes, int rows, int cols, int batch,
-             MemorySegment xq, MemorySegment xd, MemorySegment xs, MemorySegment out, int chunkRows) {
+    /** {@code packed}: the first {@code packedRows} rows repacked, or null; chunkRows a multiple of 8 then. */
+    void set(boolean q4_0, MemorySegment weights, MemorySegment packed, int packedRows, long rowBytes, int rows, int cols,
+             int batch, MemorySegment xq, MemorySegment xd, MemorySegment xs, MemorySegment out, int chunkRows) {
         this.q4_0 = q4_0;
         this.weights = weights;
+        this.packed = packed;
+        this.packedRows = packed == null ? 0 : packedRows;
         this.rowBytes = rowBytes;
         this.rows = rows;
         this.cols = cols;
@@ -48,21 +58,28 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
     }
 
     void clear() {
-        weights = null;
+        weights = packed = null;
         xq = xd = xs = out = null;
     }
 
     @Override
     public void run(int chunk) {
         int r0 = chunk * chunkRows;
-        int n = Math.min(rows, r0 + chunkRows) - r0;
-        MemorySegment w = weights.asSlice(r0 * rowBytes);
-        for (int g0 = 0; g0 < batch; g0 += xGroup) {
-            int g = Math.min(batch, g0 + xGroup) - g0;
-            kernels.matmul(q4_0, w, rowBytes, n,
-                    xq.asSlice(CpuKernels.quantsBytes(g0, cols)), xd.asSlice(CpuKernels.scalesBytes(g0, cols)),
-                    xs.asSlice(CpuKernels.sumsBytes(g0, cols)), cols, g,
-                    out.asSlice(((long) g0 * rows + r0) * Float.BYTES), rows);
+        int r1 = Math.min(rows, r0 + chunkRows);
+        int split = Math.clamp(packedRows, r0, r1);   // rows [r0, split) packed, [split, r1) plain
+        for (int b0 = 0; b0 < batch; b0 += xGroup) {
+            int n = Math.min(batch, b0 + xGroup) - b0;
+            MemorySegment q = xq.asSlice(CpuKernels.quantsBytes(b0, cols));
+            MemorySegment d = xd.asSlice(CpuKernels.scalesBytes(b0, cols));
+            MemorySegment s = xs.asSlice(CpuKernels.sumsBytes(b0, cols));
+            if (split > r0) {
+                kernels.matmulQ4_0x8(packed.asSlice(CpuKernels.packedBytes(r0 / 8, cols)), (split - r0) / 8, q, d, s,
+                        cols, n, out.asSlice(((long) b0 * rows + r0) * Float.BYTES), rows);
+            }
+            if (r1 > split) {
+                kernels.matmul(q4_0, weights.asSlice(split * rowBytes), rowBytes, r1 - split, q, d, s, cols, n,
+                        out.asSlice(((long) b0 * rows + split) * Float.BYTES), rows);
+            }
         }
     }
 }

@@ -100,10 +100,14 @@ class CpuBackendTest {
         return cases.build();
     }
 
-    /** Q8_0 and Q4_0 on both kernel sets; every other type has only the Vector API ones. */
+    /**
+     * Q8_0 and Q4_0 on both kernel sets; every other type has only the Vector API ones. "uploaded":
+     * through {@link CpuBackend#upload} first, which repacks Q4_0 by eight rows for the int8 kernels.
+     */
     private static void addCases(Stream.Builder<Arguments> cases, GgmlType type, int cols, int rows, int batch) {
         cases.add(Arguments.of(type, cols, rows, batch, "vector"));
         if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0) cases.add(Arguments.of(type, cols, rows, batch, "default"));
+        if (type == GgmlType.Q4_0) cases.add(Arguments.of(type, cols, rows, batch, "uploaded"));
     }
 
     @ParameterizedTest(name = "{0} cols={1} rows={2} batch={3} {4}")
@@ -114,6 +118,7 @@ class CpuBackendTest {
         float[] weights = gaussian(rnd, cols * rows, 0.05f);
         MemorySegment data = GgmlQuantize.quantize(type, weights, cols, arena);
         WeightTensor w = new WeightTensor("w", type, new long[] {cols, rows}, data);
+        if (kernels.equals("uploaded")) w = backend.upload(w);
         float[] x = gaussian(rnd, cols * batch, 1f);
         MemorySegment xs = floats(x);
         MemorySegment out = backend.allocate((long) rows * batch * Float.BYTES);
@@ -154,13 +159,16 @@ class CpuBackendTest {
                     WeightTensor w = new WeightTensor("w", type, new long[] {cols, rows},
                             GgmlQuantize.quantize(type, gaussian(rnd, cols * rows, 0.05f), cols, arena));
                     MemorySegment x = floats(gaussian(rnd, cols * batch, 1f));
-                    MemorySegment out = backend.allocate((long) rows * batch * Float.BYTES);
                     MemorySegment expected = arena.allocate((long) rows * batch * Float.BYTES);
-                    backend.matmul(w, x, out, batch);
                     ScalarKernels.matmulQuantizedActivations(w, x, expected, batch);
-                    for (int i = 0; i < rows * batch; i++) {
-                        assertThat(out.getAtIndex(F32, i)).as("%s batch %d output %d", CpuKernels.isaName(isa), batch, i)
-                                .isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-5f));
+                    // as given, and uploaded (Q4_0: repacked by eight rows; 67 rows leave three plain)
+                    for (WeightTensor t : new WeightTensor[] {w, backend.upload(w)}) {
+                        MemorySegment out = backend.allocate((long) rows * batch * Float.BYTES);
+                        backend.matmul(t, x, out, batch);
+                        for (int i = 0; i < rows * batch; i++) {
+                            assertThat(out.getAtIndex(F32, i)).as("%s batch %d output %d", CpuKernels.isaName(isa), batch, i)
+                                    .isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-5f));
+                        }
                     }
                 }
             }
@@ -243,6 +251,35 @@ class CpuBackendTest {
             for (long i = 0; i < (long) rows * 3; i++) {
                 assertThat(out.getAtIndex(F32, i)).isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-3f));
             }
+        }
+    }
+
+    /** A mapped Q4_0 weight: repacked at upload, its mapping unloaded, yet still read right by embed and matmul. */
+    @Test
+    void uploadRepacksAMappedQ4_0WeightAndTheOriginalStaysReadable(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws java.io.IOException {
+        int cols = 256, rows = 8 * 12 + 5;
+        MemorySegment quantized = GgmlQuantize.quantize(GgmlType.Q4_0, gaussian(new Random(91), cols * rows, 0.05f), cols, arena);
+        java.nio.file.Path file = dir.resolve("q4.bin");
+        java.nio.file.Files.write(file, quantized.toArray(ValueLayout.JAVA_BYTE));
+        try (Arena mapping = Arena.ofShared();
+             java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file)) {
+            MemorySegment mapped = ch.map(java.nio.channels.FileChannel.MapMode.READ_ONLY, 0, quantized.byteSize(), mapping);
+            WeightTensor w = backend.upload(new WeightTensor("token_embd.weight", GgmlType.Q4_0, new long[] {cols, rows}, mapped));
+            assertThat(w.data().mismatch(quantized)).isEqualTo(-1);
+            MemorySegment x = floats(gaussian(new Random(92), cols * 2, 1f));
+            MemorySegment out = backend.allocate((long) rows * 2 * Float.BYTES);
+            MemorySegment expected = arena.allocate((long) rows * 2 * Float.BYTES);
+            backend.matmul(w, x, out, 2);
+            reference(backend, w, x, expected, 2);
+            for (long i = 0; i < (long) rows * 2; i++) {
+                assertThat(out.getAtIndex(F32, i)).isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-5f));
+            }
+            MemorySegment row = backend.allocate((long) cols * Float.BYTES);
+            backend.embed(w, new int[] {rows - 1}, row);
+            float[] want = new float[cols];
+            GgmlQuantize.dequantizeRow(GgmlType.Q4_0, quantized, (rows - 1) * w.rowBytes(), want, 0, cols);
+            for (int c = 0; c < cols; c++) assertThat(row.getAtIndex(F32, c)).isEqualTo(want[c]);
         }
     }
 

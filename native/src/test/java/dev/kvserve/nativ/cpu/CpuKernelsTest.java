@@ -68,7 +68,7 @@ class CpuKernelsTest {
         try (Arena arena = Arena.ofConfined()) {
             float[] x = new float[32];
             for (int i = 0; i < 32; i++) x[i] = (i - 10) * 0.25f;   // max |x| = 5.25 at i = 31
-            MemorySegment q = arena.allocate(32), d = arena.allocate(4), s = arena.allocate(32);
+            MemorySegment q = arena.allocate(32), d = arena.allocate(4), s = arena.allocate(36);
             k.quantize(MemorySegment.ofArray(x), 32, 1, 32, q, d, s);
             float scale = Float.float16ToFloat(Float.floatToFloat16(5.25f / 127));
             assertThat(d.get(ValueLayout.JAVA_FLOAT, 0)).isEqualTo(scale);
@@ -76,11 +76,14 @@ class CpuKernelsTest {
                 assertThat(q.get(ValueLayout.JAVA_BYTE, i)).as("quant %d", i).isEqualTo((byte) Math.rint(x[i] * (127f / 5.25f)));
             }
             assertThat(q.get(ValueLayout.JAVA_BYTE, 31)).isEqualTo((byte) 127);
+            int total = 0;
             for (int run = 0; run < 8; run++) {
                 int sum = 0;
                 for (int i = 4 * run; i < 4 * run + 4; i++) sum += q.get(ValueLayout.JAVA_BYTE, i);
                 assertThat(s.getAtIndex(ValueLayout.JAVA_INT, run)).as("run %d", run).isEqualTo(-8 * sum);
+                total += sum;
             }
+            assertThat(s.getAtIndex(ValueLayout.JAVA_INT, 8)).as("block").isEqualTo(-8 * total);
         }
     }
 
@@ -94,7 +97,7 @@ class CpuKernelsTest {
             for (int i = 0; i < 32; i++) w.set(ValueLayout.JAVA_BYTE, 2 + i, (byte) (i + 1));
             float[] ones = new float[32];
             java.util.Arrays.fill(ones, 1f);
-            MemorySegment q = arena.allocate(32), d = arena.allocate(4), s = arena.allocate(32), out = arena.allocate(4);
+            MemorySegment q = arena.allocate(32), d = arena.allocate(4), s = arena.allocate(36), out = arena.allocate(4);
             k.quantize(MemorySegment.ofArray(ones), 32, 1, 32, q, d, s);
             k.matmul(false, w, 34, 1, q, d, s, 32, 1, out, 1);
             float dx = Float.float16ToFloat(Float.floatToFloat16(1f / 127));
@@ -106,7 +109,7 @@ class CpuKernelsTest {
     void sizesThatDoNotFitAreExceptionsNotCrashes() {
         CpuKernels k = kernels();
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment q = arena.allocate(64), d = arena.allocate(8), s = arena.allocate(64), out = arena.allocate(8);
+            MemorySegment q = arena.allocate(64), d = arena.allocate(8), s = arena.allocate(72), out = arena.allocate(8);
             MemorySegment x = arena.allocate(64 * 4);
             assertThatThrownBy(() -> k.quantize(x, 64, 2, 64, q, d, s)).isInstanceOf(IndexOutOfBoundsException.class)
                     .hasMessageContaining("activations");
@@ -120,6 +123,10 @@ class CpuKernelsTest {
                     .isInstanceOf(IndexOutOfBoundsException.class).hasMessageContaining("output");
             assertThatThrownBy(() -> k.matmul(false, arena.allocate(136), 68, 2, q, d, s, 64, 2, out, 2))
                     .isInstanceOf(IndexOutOfBoundsException.class).hasMessageContaining("quants");
+            assertThatThrownBy(() -> k.repackQ4_0x8(arena.allocate(8 * 36), 36, 1, 64, arena.allocate(8 * 36 - 1)))
+                    .isInstanceOf(IndexOutOfBoundsException.class).hasMessageContaining("repacked");
+            assertThatThrownBy(() -> k.matmulQ4_0x8(arena.allocate(288), 1, q, d, s, 64, 1, arena.allocate(28), 8))
+                    .isInstanceOf(IndexOutOfBoundsException.class).hasMessageContaining("output");
         }
     }
 
