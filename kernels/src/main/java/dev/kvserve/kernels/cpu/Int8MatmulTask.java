@@ -9,7 +9,7 @@ import java.lang.foreign.MemorySegment;
  * caller; each chunk is one native call per group of activation rows that fits in L2, so the
  * weight rows of the chunk cross the memory bus once per group (once in all for decode).
  *
- * <p>Q4_0 weights repacked at upload ({@link CpuBackend#upload}) are read in their packed form for
+ * <p>Weights repacked at upload ({@link CpuBackend#upload}) are read in their packed form for
  * the first {@code 8·groups} rows; chunks then hold whole groups of eight rows, and any last rows
  * beyond the groups run on the plain kernel over the original bytes.
  */
@@ -20,7 +20,7 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
     private final CpuKernels kernels;
     private boolean q4_0;
     private MemorySegment weights;
-    /** The weights repacked by eight rows ({@link CpuKernels#repackQ4_0x8}), or null. */
+    /** The weights repacked by eight rows ({@link CpuKernels#repackX8}), or null. */
     private MemorySegment packed;
     private int packedRows;
     private long rowBytes;
@@ -73,8 +73,8 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
             MemorySegment d = xd.asSlice(CpuKernels.scalesBytes(b0, cols));
             MemorySegment s = xs.asSlice(CpuKernels.sumsBytes(b0, cols));
             if (split > r0) {
-                kernels.matmulQ4_0x8(packed.asSlice(CpuKernels.packedBytes(r0 / 8, cols)), (split - r0) / 8, q, d, s,
-                        cols, n, out.asSlice(((long) b0 * rows + r0) * Float.BYTES), rows);
+                kernels.matmulX8(q4_0, packed.asSlice(CpuKernels.packedBytes(q4_0, r0 / 8, cols)), (split - r0) / 8,
+                        q, d, s, cols, n, out.asSlice(((long) b0 * rows + r0) * Float.BYTES), rows);
             }
             if (r1 > split) {
                 kernels.matmul(q4_0, weights.asSlice(split * rowBytes), rowBytes, r1 - split, q, d, s, cols, n,

@@ -102,12 +102,14 @@ class CpuBackendTest {
 
     /**
      * Q8_0 and Q4_0 on both kernel sets; every other type has only the Vector API ones. "uploaded":
-     * through {@link CpuBackend#upload} first, which repacks Q4_0 by eight rows for the int8 kernels.
+     * through {@link CpuBackend#upload} first, which repacks Q8_0 and Q4_0 by eight rows for the int8 kernels.
      */
     private static void addCases(Stream.Builder<Arguments> cases, GgmlType type, int cols, int rows, int batch) {
         cases.add(Arguments.of(type, cols, rows, batch, "vector"));
-        if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0) cases.add(Arguments.of(type, cols, rows, batch, "default"));
-        if (type == GgmlType.Q4_0) cases.add(Arguments.of(type, cols, rows, batch, "uploaded"));
+        if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0) {
+            cases.add(Arguments.of(type, cols, rows, batch, "default"));
+            cases.add(Arguments.of(type, cols, rows, batch, "uploaded"));
+        }
     }
 
     @ParameterizedTest(name = "{0} cols={1} rows={2} batch={3} {4}")
@@ -161,7 +163,7 @@ class CpuBackendTest {
                     MemorySegment x = floats(gaussian(rnd, cols * batch, 1f));
                     MemorySegment expected = arena.allocate((long) rows * batch * Float.BYTES);
                     ScalarKernels.matmulQuantizedActivations(w, x, expected, batch);
-                    // as given, and uploaded (Q4_0: repacked by eight rows; 67 rows leave three plain)
+                    // as given, and uploaded (repacked by eight rows; 67 rows leave three plain)
                     for (WeightTensor t : new WeightTensor[] {w, backend.upload(w)}) {
                         MemorySegment out = backend.allocate((long) rows * batch * Float.BYTES);
                         backend.matmul(t, x, out, batch);

@@ -60,6 +60,8 @@ public final class CpuKernels {
     private final MethodHandle matmulQ8_0;
     private final MethodHandle repackQ4_0x8;
     private final MethodHandle matmulQ4_0x8;
+    private final MethodHandle repackQ8_0x8;
+    private final MethodHandle matmulQ8_0x8;
 
     private CpuKernels(SymbolLookup lib) {
         Linker linker = Linker.nativeLinker();
@@ -74,10 +76,12 @@ public final class CpuKernels {
         FunctionDescriptor matmul = FunctionDescriptor.ofVoid(ptr, i64, i32, ptr, ptr, ptr, i32, i32, ptr, i64);
         matmulQ4_0 = linker.downcallHandle(find(lib, "kvs_matmul_q4_0"), matmul, critical);
         matmulQ8_0 = linker.downcallHandle(find(lib, "kvs_matmul_q8_0"), matmul, critical);
-        repackQ4_0x8 = linker.downcallHandle(find(lib, "kvs_repack_q4_0x8"),
-                FunctionDescriptor.ofVoid(ptr, i64, i32, i32, ptr), critical);
-        matmulQ4_0x8 = linker.downcallHandle(find(lib, "kvs_matmul_q4_0x8"),
-                FunctionDescriptor.ofVoid(ptr, i32, ptr, ptr, ptr, i32, i32, ptr, i64), critical);
+        FunctionDescriptor repack = FunctionDescriptor.ofVoid(ptr, i64, i32, i32, ptr);
+        FunctionDescriptor matmulX8 = FunctionDescriptor.ofVoid(ptr, i32, ptr, ptr, ptr, i32, i32, ptr, i64);
+        repackQ4_0x8 = linker.downcallHandle(find(lib, "kvs_repack_q4_0x8"), repack, critical);
+        matmulQ4_0x8 = linker.downcallHandle(find(lib, "kvs_matmul_q4_0x8"), matmulX8, critical);
+        repackQ8_0x8 = linker.downcallHandle(find(lib, "kvs_repack_q8_0x8"), repack, critical);
+        matmulQ8_0x8 = linker.downcallHandle(find(lib, "kvs_matmul_q8_0x8"), matmulX8, critical);
     }
 
     private static MemorySegment find(SymbolLookup lib, String name) {
@@ -151,9 +155,13 @@ public final class CpuKernels {
         return (long) rows * (cols / 4 + cols / 32) * Integer.BYTES;
     }
 
-    /** Bytes of {@code groups} groups of eight Q4_0 rows of {@code cols} values, repacked (as many as ggml's layout). */
-    public static long packedBytes(int groups, int cols) {
-        return (long) groups * (cols / 32) * 144;
+    /** Bytes of {@code groups} groups of eight Q4_0 (or Q8_0) rows of {@code cols} values, repacked (as many as ggml's layout). */
+    public static long packedBytes(boolean q4_0, int groups, int cols) {
+        return (long) groups * (cols / 32) * 8 * blockBytes(q4_0);
+    }
+
+    private static long blockBytes(boolean q4_0) {
+        return q4_0 ? 18 : 34;
     }
 
     /**
@@ -205,43 +213,46 @@ public final class CpuKernels {
     }
 
     /**
-     * Repacks rows {@code 0 .. 8·groups} of a Q4_0 matrix (rows {@code rowBytes} apart in {@code
-     * src}) into {@code dst} ({@link #packedBytes} long): eight rows' blocks side by side, so that
-     * {@link #matmulQ4_0x8} computes eight rows per vector (the layout is described in
-     * cpu_kernels.c). What llama.cpp's CPU backend does to Q4_0 at load ("REPACK").
+     * Repacks rows {@code 0 .. 8·groups} of a Q4_0 (or Q8_0) matrix, rows {@code rowBytes} apart in
+     * {@code src}, into {@code dst} ({@link #packedBytes} long): eight rows' blocks side by side, so
+     * that {@link #matmulX8} computes eight rows per vector (the layouts are described in
+     * cpu_kernels.c). What llama.cpp's CPU backend does to such weights at load ("REPACK").
      */
-    public void repackQ4_0x8(MemorySegment src, long rowBytes, int groups, int cols, MemorySegment dst) {
-        if (cols <= 0 || cols % 32 != 0 || groups < 0 || rowBytes < cols / 32 * 18L) {
+    public void repackX8(boolean q4_0, MemorySegment src, long rowBytes, int groups, int cols, MemorySegment dst) {
+        long block = blockBytes(q4_0);
+        if (cols <= 0 || cols % 32 != 0 || groups < 0 || rowBytes < cols / 32 * block) {
             throw new IllegalArgumentException("repack: cols " + cols + ", groups " + groups + ", row bytes " + rowBytes);
         }
         if (groups == 0) return;
-        need(src, (8L * groups - 1) * rowBytes + cols / 32 * 18L, "weights");
-        need(dst, packedBytes(groups, cols), "repacked weights");
+        need(src, (8L * groups - 1) * rowBytes + cols / 32 * block, "weights");
+        need(dst, packedBytes(q4_0, groups, cols), "repacked weights");
         try {
-            repackQ4_0x8.invokeExact(src, rowBytes, groups, cols, dst);
+            if (q4_0) repackQ4_0x8.invokeExact(src, rowBytes, groups, cols, dst);
+            else repackQ8_0x8.invokeExact(src, rowBytes, groups, cols, dst);
         } catch (Throwable t) {
             throw rethrow(t);
         }
     }
 
     /**
-     * {@link #matmul} over {@code 8·groups} rows repacked by {@link #repackQ4_0x8}: output row r of
+     * {@link #matmul} over {@code 8·groups} rows repacked by {@link #repackX8}: output row r of
      * activation row b at float {@code b·outStride + r}.
      */
-    public void matmulQ4_0x8(MemorySegment packed, int groups, MemorySegment xq, MemorySegment xd, MemorySegment xs,
-                             int cols, int batch, MemorySegment out, long outStride) {
+    public void matmulX8(boolean q4_0, MemorySegment packed, int groups, MemorySegment xq, MemorySegment xd,
+                         MemorySegment xs, int cols, int batch, MemorySegment out, long outStride) {
         if (cols <= 0 || cols % 32 != 0 || groups < 0 || batch < 0 || outStride < 8L * groups) {
             throw new IllegalArgumentException("matmul x8: cols " + cols + ", groups " + groups + ", batch " + batch
                     + ", out stride " + outStride);
         }
         if (groups == 0 || batch == 0) return;
-        need(packed, packedBytes(groups, cols), "repacked weights");
+        need(packed, packedBytes(q4_0, groups, cols), "repacked weights");
         need(xq, quantsBytes(batch, cols), "quants");
         need(xd, scalesBytes(batch, cols), "scales");
         need(xs, sumsBytes(batch, cols), "run sums");
         need(out, ((batch - 1) * outStride + 8L * groups) * Float.BYTES, "output");
         try {
-            matmulQ4_0x8.invokeExact(packed, groups, xq, xd, xs, cols, batch, out, outStride);
+            if (q4_0) matmulQ4_0x8.invokeExact(packed, groups, xq, xd, xs, cols, batch, out, outStride);
+            else matmulQ8_0x8.invokeExact(packed, groups, xq, xd, xs, cols, batch, out, outStride);
         } catch (Throwable t) {
             throw rethrow(t);
         }

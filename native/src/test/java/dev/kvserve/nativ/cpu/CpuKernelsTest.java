@@ -123,9 +123,9 @@ class CpuKernelsTest {
                     .isInstanceOf(IndexOutOfBoundsException.class).hasMessageContaining("output");
             assertThatThrownBy(() -> k.matmul(false, arena.allocate(136), 68, 2, q, d, s, 64, 2, out, 2))
                     .isInstanceOf(IndexOutOfBoundsException.class).hasMessageContaining("quants");
-            assertThatThrownBy(() -> k.repackQ4_0x8(arena.allocate(8 * 36), 36, 1, 64, arena.allocate(8 * 36 - 1)))
+            assertThatThrownBy(() -> k.repackX8(true, arena.allocate(8 * 36), 36, 1, 64, arena.allocate(8 * 36 - 1)))
                     .isInstanceOf(IndexOutOfBoundsException.class).hasMessageContaining("repacked");
-            assertThatThrownBy(() -> k.matmulQ4_0x8(arena.allocate(288), 1, q, d, s, 64, 1, arena.allocate(28), 8))
+            assertThatThrownBy(() -> k.matmulX8(false, arena.allocate(8 * 68), 1, q, d, s, 64, 1, arena.allocate(28), 8))
                     .isInstanceOf(IndexOutOfBoundsException.class).hasMessageContaining("output");
         }
     }
