@@ -276,44 +276,47 @@ EXPORT void kvs_matmul_q8_0(const uint8_t* w, int64_t rowBytes, int32_t rows, co
     else q8_0_avx2(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
 }
 
-// ---- Q4_0 repacked by eight rows -------------------------------------------------------------
+// ---- Q8_0 and Q4_0 repacked by eight rows -------------------------------------------------------
 //
-// What llama.cpp's CPU "REPACK" does, in a layout of our own: eight rows' blocks k side by side, so
-// that one 256-bit register holds four quant bytes of each of the eight rows and the lanes of
-// every sum are the rows. A block's integer dot is then eight vpdpbusd against broadcast
-// activations (no shuffles, no per-row horizontal sum), the eight scales are one load and one
-// convert, and the eight results are one store. Per block of eight rows (144 bytes, as in ggml):
-//   d[8]       fp16, row i's scale
-//   q[4][8][4] bytes: q[c][i] = row i's quant bytes 4c..4c+3 (low nibbles: elements 4c..4c+3,
-//              high nibbles: elements 16+4c..16+4c+3)
-// Groups follow each other, each holding its blocks in order: group g, block k at (g·nb + k)·144.
+// What llama.cpp's CPU "REPACK" does, in layouts of our own: eight rows' blocks k side by side, so
+// that one 256-bit register holds four quant bytes of each of the eight rows and the lanes of every
+// sum are the rows. A block's integer dot is then eight vpdpbusd against broadcast activations (no
+// shuffles, no per-row horizontal sum), the eight scales are one load and one convert, and the eight
+// results are one store. A block of eight rows takes as many bytes as in ggml's layout:
+//   d[8]           fp16, row i's scale
+//   q[chunks][8][4] q[c][i] = row i's quant bytes 4c..4c+3 (Q8_0: 8 chunks; Q4_0: 4 chunks, whose
+//                  low nibbles are elements 4c..4c+3 and high nibbles 16+4c..16+4c+3)
+// Groups follow each other, each holding its blocks in order: group g, block k at (g·nb + k)·8·B,
+// B = 34 (Q8_0) or 18 (Q4_0). Decoded, a block is eight chunk vectors, chunk c meeting activation
+// bytes 4c..4c+3 (for Q4_0: the four low-nibble chunks, then the four high-nibble ones).
 
 static inline void copy_bytes(uint8_t* dst, const uint8_t* src, int n) {
     for (int i = 0; i < n; i++) dst[i] = src[i];
 }
 
-/** Repacks rows 0 .. 8·groups of a Q4_0 matrix (rows `rowBytes` apart) into `dst` (groups·nb·144 bytes). */
-EXPORT void kvs_repack_q4_0x8(const uint8_t* src, int64_t rowBytes, int32_t groups, int32_t cols, uint8_t* dst) {
+static void repack_x8(const uint8_t* src, int64_t rowBytes, int32_t groups, int32_t cols, uint8_t* dst, int blockBytes) {
     const int32_t nb = cols / 32;
+    const int chunks = (blockBytes - 2) / 4;
     for (int32_t g = 0; g < groups; g++) {
         for (int32_t k = 0; k < nb; k++) {
-            uint8_t* o = dst + ((int64_t) g * nb + k) * 144;
+            uint8_t* o = dst + ((int64_t) g * nb + k) * 8 * blockBytes;
             for (int i = 0; i < 8; i++) {
-                const uint8_t* b = src + (int64_t) (8 * g + i) * rowBytes + (int64_t) 18 * k;
+                const uint8_t* b = src + (int64_t) (8 * g + i) * rowBytes + (int64_t) blockBytes * k;
                 copy_bytes(o + 2 * i, b, 2);
-                for (int c = 0; c < 4; c++) copy_bytes(o + 16 + 32 * c + 4 * i, b + 2 + 4 * c, 4);
+                for (int c = 0; c < chunks; c++) copy_bytes(o + 16 + 32 * c + 4 * i, b + 2 + 4 * c, 4);
             }
         }
     }
 }
 
-VNNI static inline __m256i dpbusd_vnni(__m256i acc, __m256i u, __m256i s) {
-    return _mm256_dpbusd_epi32(acc, u, s);
+/** Repacks rows 0 .. 8·groups of a Q4_0 matrix (rows `rowBytes` apart) into `dst` (groups·nb·144 bytes). */
+EXPORT void kvs_repack_q4_0x8(const uint8_t* src, int64_t rowBytes, int32_t groups, int32_t cols, uint8_t* dst) {
+    repack_x8(src, rowBytes, groups, cols, dst, 18);
 }
 
-AVX2 static inline __m256i dpbusd_avx2(__m256i acc, __m256i u, __m256i s) {
-    // u ≤ 15 here: a pair sums to at most 3810, so vpmaddubsw never saturates.
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+/** Repacks rows 0 .. 8·groups of a Q8_0 matrix into `dst` (groups·nb·272 bytes). */
+EXPORT void kvs_repack_q8_0x8(const uint8_t* src, int64_t rowBytes, int32_t groups, int32_t cols, uint8_t* dst) {
+    repack_x8(src, rowBytes, groups, cols, dst, 34);
 }
 
 static inline int32_t load_i32(const int8_t* p) {
@@ -322,34 +325,70 @@ static inline int32_t load_i32(const int8_t* p) {
     return v;
 }
 
-// out[b·outStride + 8g + i] for row 8g+i of group g < groups, activation row b < batch. Batch 1
-// streams the weights once; larger batches decode each block's nibbles once for four activation rows.
-#define MATMUL_X8(NAME, TARGET, DPBUSD)                                                                     \
+// Per type and instruction set: DECODE fills the eight chunk vectors of a block, INIT starts a
+// block's integer sum from xs's block sum (-8·Σx), DOT adds chunk × broadcast activations.
+// Q4_0: nibbles 0..15 stored as q + 8, so the sum starts at -8·Σx. Q8_0 on VNNI: vpdpbusd takes
+// unsigned × signed bytes, so the weights' sign bit is flipped (q + 128) and the sum starts at
+// -128·Σx; on AVX2, whose vpmaddubsw would saturate on q + 128, |q| meets x carrying q's sign.
+
+AVX2 static inline void q4_0x8_decode(const uint8_t* o, __m256i w[8]) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_loadu_si256((const __m256i*) (o + 16 + 32 * c));
+        w[c] = _mm256_and_si256(q, m4);
+        w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    }
+}
+
+AVX2 static inline __m256i q4_0x8_init(int32_t blockSum) { return _mm256_set1_epi32(blockSum); }
+VNNI static inline __m256i q4_0x8_dot_vnni(__m256i acc, __m256i u, __m256i x) { return _mm256_dpbusd_epi32(acc, u, x); }
+AVX2 static inline __m256i q4_0x8_dot_avx2(__m256i acc, __m256i u, __m256i x) {
+    // u ≤ 15: a pair sums to at most 3810, so vpmaddubsw never saturates.
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+}
+
+VNNI static inline void q8_0x8_decode_vnni(const uint8_t* o, __m256i w[8]) {
+    _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {
+        w[c] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*) (o + 16 + 32 * c)), _mm256_set1_epi8((char) 0x80));
+    }
+}
+VNNI static inline __m256i q8_0x8_init_vnni(int32_t blockSum) { return _mm256_set1_epi32(16 * blockSum); }
+VNNI static inline __m256i q8_0x8_dot_vnni(__m256i acc, __m256i w, __m256i x) { return _mm256_dpbusd_epi32(acc, w, x); }
+
+AVX2 static inline void q8_0x8_decode_avx2(const uint8_t* o, __m256i w[8]) {
+    _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) w[c] = _mm256_loadu_si256((const __m256i*) (o + 16 + 32 * c));
+}
+AVX2 static inline __m256i q8_0x8_init_avx2(int32_t blockSum) { (void) blockSum; return _mm256_setzero_si256(); }
+AVX2 static inline __m256i q8_0x8_dot_avx2(__m256i acc, __m256i w, __m256i x) {
+    __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
+// out[b·outStride + 8g + i] for row 8g+i of group g < groups, activation row b < batch. Batches decode
+// each block once for four activation rows; batch 1 streams the weights with two sums in flight.
+// The unroll pragmas matter: GCC -O2 left these loops rolled, the chunk vectors on the stack, and
+// the batch loop at 40 % of the speed.
+#define MATMUL_X8(NAME, TARGET, BLOCK_BYTES, DECODE, INIT, DOT)                                             \
 TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, const float* xd,               \
                         const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {   \
     const int32_t nb = cols / 32;                                                                           \
     const int64_t ss = XS_STRIDE(cols);                                                                     \
-    const __m256i m4 = _mm256_set1_epi8(15);                                                                \
+    const int64_t gb = 8 * BLOCK_BYTES;                                                                     \
     for (int32_t g = 0; g < groups; g++) {                                                                  \
-        const uint8_t* base = p + (int64_t) g * nb * 144;                                                   \
+        const uint8_t* base = p + (int64_t) g * nb * gb;                                                    \
         int32_t b = 0;                                                                                      \
         for (; b + 4 <= batch; b += 4) {                                                                    \
             __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
             for (int32_t k = 0; k < nb; k++) {                                                              \
-                const uint8_t* o = base + (int64_t) k * 144;                                                \
-                __m256i lo[4], hi[4];                                                                       \
-                _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {                                       \
-                    __m256i w = _mm256_loadu_si256((const __m256i*) (o + 16 + 32 * c));                     \
-                    lo[c] = _mm256_and_si256(w, m4);                                                        \
-                    hi[c] = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);                                  \
-                }                                                                                           \
+                const uint8_t* o = base + k * gb;                                                           \
+                __m256i w[8];                                                                               \
+                DECODE(o, w);                                                                               \
                 __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o));                           \
                 _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {                                       \
                     const int8_t* x = xq + (int64_t) (b + j) * cols + 32 * k;                               \
-                    __m256i s = _mm256_set1_epi32(xs[(b + j) * ss + cols / 4 + k]);                         \
-                    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {                                   \
-                        s = DPBUSD(s, lo[c], _mm256_set1_epi32(load_i32(x + 4 * c)));                       \
-                        s = DPBUSD(s, hi[c], _mm256_set1_epi32(load_i32(x + 16 + 4 * c)));                  \
+                    __m256i s = INIT(xs[(b + j) * ss + cols / 4 + k]);                                      \
+                    _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {                                   \
+                        s = DOT(s, w[c], _mm256_set1_epi32(load_i32(x + 4 * c)));                           \
                     }                                                                                       \
                     acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s),                                         \
                                              _mm256_mul_ps(dw, _mm256_set1_ps(xd[(int64_t) (b + j) * nb + k])), acc[j]); \
@@ -363,107 +402,16 @@ TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, cons
             const float* d = xd + (int64_t) b * nb;                                                         \
             __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                       \
             for (int32_t k = 0; k < nb; k++) {                                                              \
-                const uint8_t* o = base + (int64_t) k * 144;                                                \
-                _mm_prefetch((const char*) o + 1024, _MM_HINT_T0);                                          \
-                _mm_prefetch((const char*) o + 1024 + 64, _MM_HINT_T0);                                     \
-                _mm_prefetch((const char*) o + 1024 + 128, _MM_HINT_T0);                                    \
-                __m256i sl = _mm256_set1_epi32(tot[k]), sh = _mm256_setzero_si256();                        \
-                _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {                                       \
-                    __m256i w = _mm256_loadu_si256((const __m256i*) (o + 16 + 32 * c));                     \
-                    sl = DPBUSD(sl, _mm256_and_si256(w, m4), _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c))); \
-                    sh = DPBUSD(sh, _mm256_and_si256(_mm256_srli_epi16(w, 4), m4),                          \
-                                _mm256_set1_epi32(load_i32(x + 32 * k + 16 + 4 * c)));                      \
+                const uint8_t* o = base + k * gb;                                                           \
+                _Pragma("GCC unroll 8") for (int l = 0; l < gb; l += 64) {                                  \
+                    _mm_prefetch((const char*) o + 1024 + l, _MM_HINT_T0);                                  \
                 }                                                                                           \
-                __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o)), _mm256_set1_ps(d[k])); \
-                if (k & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sl, sh)), sc, a1);      \
-                else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sl, sh)), sc, a0);            \
-            }                                                                                               \
-            _mm256_storeu_ps(out + b * outStride + 8 * g, _mm256_add_ps(a0, a1));                           \
-        }                                                                                                   \
-    }                                                                                                       \
-}
-
-MATMUL_X8(q4_0x8_vnni, VNNI, dpbusd_vnni)
-MATMUL_X8(q4_0x8_avx2, AVX2, dpbusd_avx2)
-
-// ---- Q8_0 repacked by eight rows ---------------------------------------------------------------
-//
-// The same idea for Q8_0. Per block of eight rows (272 bytes, as in ggml):
-//   d[8]       fp16, row i's scale
-//   q[8][8][4] int8: q[c][i] = row i's quants 4c..4c+3
-// vpdpbusd multiplies unsigned by signed bytes: VNNI flips the weights' sign bit (q + 128) and
-// starts the sum at -128·Σx; AVX2 (whose vpmaddubsw would saturate on q + 128) multiplies |q| by x
-// carrying q's sign.
-
-/** Repacks rows 0 .. 8·groups of a Q8_0 matrix into `dst` (groups·nb·272 bytes). */
-EXPORT void kvs_repack_q8_0x8(const uint8_t* src, int64_t rowBytes, int32_t groups, int32_t cols, uint8_t* dst) {
-    const int32_t nb = cols / 32;
-    for (int32_t g = 0; g < groups; g++) {
-        for (int32_t k = 0; k < nb; k++) {
-            uint8_t* o = dst + ((int64_t) g * nb + k) * 272;
-            for (int i = 0; i < 8; i++) {
-                const uint8_t* b = src + (int64_t) (8 * g + i) * rowBytes + (int64_t) 34 * k;
-                copy_bytes(o + 2 * i, b, 2);
-                for (int c = 0; c < 8; c++) copy_bytes(o + 16 + 32 * c + 4 * i, b + 2 + 4 * c, 4);
-            }
-        }
-    }
-}
-
-VNNI static inline __m256i q8_prep_vnni(__m256i w) { return _mm256_xor_si256(w, _mm256_set1_epi8((char) 0x80)); }
-VNNI static inline __m256i q8_init_vnni(int32_t blockSum) { return _mm256_set1_epi32(16 * blockSum); }
-VNNI static inline __m256i q8_dot_vnni(__m256i acc, __m256i w, __m256i x) { return _mm256_dpbusd_epi32(acc, w, x); }
-AVX2 static inline __m256i q8_prep_avx2(__m256i w) { return w; }
-AVX2 static inline __m256i q8_init_avx2(int32_t blockSum) { (void) blockSum; return _mm256_setzero_si256(); }
-AVX2 static inline __m256i q8_dot_avx2(__m256i acc, __m256i w, __m256i x) {
-    __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-}
-
-// As MATMUL_X8, for repacked Q8_0 (xs's block sums are -8·Σx; PREP/INIT/DOT as described above).
-#define MATMUL_Q8_X8(NAME, TARGET, PREP, INIT, DOT)                                                         \
-TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, const float* xd,               \
-                        const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {   \
-    const int32_t nb = cols / 32;                                                                           \
-    const int64_t ss = XS_STRIDE(cols);                                                                     \
-    for (int32_t g = 0; g < groups; g++) {                                                                  \
-        const uint8_t* base = p + (int64_t) g * nb * 272;                                                   \
-        int32_t b = 0;                                                                                      \
-        for (; b + 4 <= batch; b += 4) {                                                                    \
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
-            for (int32_t k = 0; k < nb; k++) {                                                              \
-                const uint8_t* o = base + (int64_t) k * 272;                                                \
                 __m256i w[8];                                                                               \
-                _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) w[c] = PREP(_mm256_loadu_si256((const __m256i*) (o + 16 + 32 * c))); \
-                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o));                           \
-                _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {                                       \
-                    const int8_t* x = xq + (int64_t) (b + j) * cols + 32 * k;                               \
-                    __m256i s = INIT(xs[(b + j) * ss + cols / 4 + k]);                                      \
-                    _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) s = DOT(s, w[c], _mm256_set1_epi32(load_i32(x + 4 * c)));   \
-                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s),                                         \
-                                             _mm256_mul_ps(dw, _mm256_set1_ps(xd[(int64_t) (b + j) * nb + k])), acc[j]); \
-                }                                                                                           \
-            }                                                                                               \
-            for (int j = 0; j < 4; j++) _mm256_storeu_ps(out + (b + j) * outStride + 8 * g, acc[j]);        \
-        }                                                                                                   \
-        for (; b < batch; b++) {                                                                            \
-            const int8_t* x = xq + (int64_t) b * cols;                                                      \
-            const int32_t* tot = xs + b * ss + cols / 4;                                                    \
-            const float* d = xd + (int64_t) b * nb;                                                         \
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                       \
-            for (int32_t k = 0; k < nb; k++) {                                                              \
-                const uint8_t* o = base + (int64_t) k * 272;                                                \
-                _mm_prefetch((const char*) o + 1024, _MM_HINT_T0);                                          \
-                _mm_prefetch((const char*) o + 1024 + 64, _MM_HINT_T0);                                     \
-                _mm_prefetch((const char*) o + 1024 + 128, _MM_HINT_T0);                                    \
-                _mm_prefetch((const char*) o + 1024 + 192, _MM_HINT_T0);                                    \
-                _mm_prefetch((const char*) o + 1024 + 256, _MM_HINT_T0);                                    \
+                DECODE(o, w);                                                                               \
                 __m256i s0 = INIT(tot[k]), s1 = _mm256_setzero_si256();                                     \
                 _Pragma("GCC unroll 4") for (int c = 0; c < 8; c += 2) {                                    \
-                    s0 = DOT(s0, PREP(_mm256_loadu_si256((const __m256i*) (o + 16 + 32 * c))),              \
-                             _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c)));                              \
-                    s1 = DOT(s1, PREP(_mm256_loadu_si256((const __m256i*) (o + 48 + 32 * c))),              \
-                             _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c + 4)));                          \
+                    s0 = DOT(s0, w[c], _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c)));                    \
+                    s1 = DOT(s1, w[c + 1], _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c + 4)));            \
                 }                                                                                           \
                 __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o)), _mm256_set1_ps(d[k])); \
                 if (k & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), sc, a1);      \
@@ -474,19 +422,21 @@ TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, cons
     }                                                                                                       \
 }
 
-MATMUL_Q8_X8(q8_0x8_vnni, VNNI, q8_prep_vnni, q8_init_vnni, q8_dot_vnni)
-MATMUL_Q8_X8(q8_0x8_avx2, AVX2, q8_prep_avx2, q8_init_avx2, q8_dot_avx2)
-
-/** Repacked Q8_0 (kvs_repack_q8_0x8) times quantized activations: 8·groups rows. */
-EXPORT void kvs_matmul_q8_0x8(const uint8_t* packed, int32_t groups, const int8_t* xq, const float* xd,
-                              const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
-    if (kvs_cpu_isa() == ISA_AVX512_VNNI) q8_0x8_vnni(packed, groups, xq, xd, xs, cols, batch, out, outStride);
-    else q8_0x8_avx2(packed, groups, xq, xd, xs, cols, batch, out, outStride);
-}
+MATMUL_X8(q4_0x8_vnni, VNNI, 18, q4_0x8_decode, q4_0x8_init, q4_0x8_dot_vnni)
+MATMUL_X8(q4_0x8_avx2, AVX2, 18, q4_0x8_decode, q4_0x8_init, q4_0x8_dot_avx2)
+MATMUL_X8(q8_0x8_vnni, VNNI, 34, q8_0x8_decode_vnni, q8_0x8_init_vnni, q8_0x8_dot_vnni)
+MATMUL_X8(q8_0x8_avx2, AVX2, 34, q8_0x8_decode_avx2, q8_0x8_init_avx2, q8_0x8_dot_avx2)
 
 /** Repacked Q4_0 (kvs_repack_q4_0x8) times quantized activations: 8·groups rows. */
 EXPORT void kvs_matmul_q4_0x8(const uint8_t* packed, int32_t groups, const int8_t* xq, const float* xd,
                               const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
     if (kvs_cpu_isa() == ISA_AVX512_VNNI) q4_0x8_vnni(packed, groups, xq, xd, xs, cols, batch, out, outStride);
     else q4_0x8_avx2(packed, groups, xq, xd, xs, cols, batch, out, outStride);
+}
+
+/** Repacked Q8_0 (kvs_repack_q8_0x8) times quantized activations: 8·groups rows. */
+EXPORT void kvs_matmul_q8_0x8(const uint8_t* packed, int32_t groups, const int8_t* xq, const float* xd,
+                              const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
+    if (kvs_cpu_isa() == ISA_AVX512_VNNI) q8_0x8_vnni(packed, groups, xq, xd, xs, cols, batch, out, outStride);
+    else q8_0x8_avx2(packed, groups, xq, xd, xs, cols, batch, out, outStride);
 }
