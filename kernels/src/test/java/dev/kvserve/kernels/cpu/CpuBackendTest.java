@@ -238,21 +238,33 @@ class CpuBackendTest {
         int cols = 1024, rows = (int) (CpuBackend.WARMUP_MIN_ELEMENTS / cols);
         float[] weights = gaussian(new Random(77), cols * rows, 0.05f);
         MemorySegment quantized = GgmlQuantize.quantize(GgmlType.Q8_0, weights, cols, arena);
-        java.nio.file.Path file = dir.resolve("w.bin");
-        java.nio.file.Files.write(file, quantized.toArray(ValueLayout.JAVA_BYTE));
-        try (Arena mapping = Arena.ofShared();
-             java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file)) {
-            MemorySegment mapped = ch.map(java.nio.channels.FileChannel.MapMode.READ_ONLY, 0, quantized.byteSize(), mapping);
-            WeightTensor w = backend.upload(new WeightTensor("ffn", GgmlType.Q8_0, new long[] {cols, rows}, mapped));
+        try (Arena mapping = Arena.ofShared()) {
+            WeightTensor w = backend.upload(new WeightTensor("ffn", GgmlType.Q8_0, new long[] {cols, rows},
+                    mapFile(dir, quantized, mapping)));
             assertThat(w.data().mismatch(quantized)).isEqualTo(-1);
-            MemorySegment x = floats(gaussian(new Random(78), cols * 3, 1f));
-            MemorySegment out = backend.allocate((long) rows * 3 * Float.BYTES);
-            MemorySegment expected = arena.allocate((long) rows * 3 * Float.BYTES);
-            backend.matmul(w, x, out, 3);
-            reference(backend, w, x, expected, 3);
-            for (long i = 0; i < (long) rows * 3; i++) {
-                assertThat(out.getAtIndex(F32, i)).isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-3f));
-            }
+            assertMatmulMatchesReference(w, 3, 78, 1e-3f);
+        }
+    }
+
+    /** {@code bytes} written to a file in {@code dir} and mapped read-only, as model files are. */
+    private static MemorySegment mapFile(java.nio.file.Path dir, MemorySegment bytes, Arena mapping) throws java.io.IOException {
+        java.nio.file.Path file = java.nio.file.Files.createTempFile(dir, "weights", ".bin");
+        java.nio.file.Files.write(file, bytes.toArray(ValueLayout.JAVA_BYTE));
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file)) {
+            return ch.map(java.nio.channels.FileChannel.MapMode.READ_ONLY, 0, bytes.byteSize(), mapping);
+        }
+    }
+
+    /** {@code backend.matmul(w)} against its reference on seeded random activations. */
+    private void assertMatmulMatchesReference(WeightTensor w, int batch, long seed, float tolerance) {
+        MemorySegment x = floats(gaussian(new Random(seed), w.cols() * batch, 1f));
+        MemorySegment out = backend.allocate((long) w.rows() * batch * Float.BYTES);
+        MemorySegment expected = arena.allocate((long) w.rows() * batch * Float.BYTES);
+        backend.matmul(w, x, out, batch);
+        reference(backend, w, x, expected, batch);
+        for (long i = 0; i < (long) w.rows() * batch; i++) {
+            assertThat(out.getAtIndex(F32, i)).as("output %d", i)
+                    .isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(tolerance));
         }
     }
 
@@ -262,21 +274,11 @@ class CpuBackendTest {
             throws java.io.IOException {
         int cols = 256, rows = 8 * 12 + 5;
         MemorySegment quantized = GgmlQuantize.quantize(GgmlType.Q4_0, gaussian(new Random(91), cols * rows, 0.05f), cols, arena);
-        java.nio.file.Path file = dir.resolve("q4.bin");
-        java.nio.file.Files.write(file, quantized.toArray(ValueLayout.JAVA_BYTE));
-        try (Arena mapping = Arena.ofShared();
-             java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file)) {
-            MemorySegment mapped = ch.map(java.nio.channels.FileChannel.MapMode.READ_ONLY, 0, quantized.byteSize(), mapping);
-            WeightTensor w = backend.upload(new WeightTensor("token_embd.weight", GgmlType.Q4_0, new long[] {cols, rows}, mapped));
+        try (Arena mapping = Arena.ofShared()) {
+            WeightTensor w = backend.upload(new WeightTensor("token_embd.weight", GgmlType.Q4_0, new long[] {cols, rows},
+                    mapFile(dir, quantized, mapping)));
             assertThat(w.data().mismatch(quantized)).isEqualTo(-1);
-            MemorySegment x = floats(gaussian(new Random(92), cols * 2, 1f));
-            MemorySegment out = backend.allocate((long) rows * 2 * Float.BYTES);
-            MemorySegment expected = arena.allocate((long) rows * 2 * Float.BYTES);
-            backend.matmul(w, x, out, 2);
-            reference(backend, w, x, expected, 2);
-            for (long i = 0; i < (long) rows * 2; i++) {
-                assertThat(out.getAtIndex(F32, i)).isCloseTo(expected.getAtIndex(F32, i), org.assertj.core.data.Offset.offset(1e-5f));
-            }
+            assertMatmulMatchesReference(w, 2, 92, 1e-5f);
             MemorySegment row = backend.allocate((long) cols * Float.BYTES);
             backend.embed(w, new int[] {rows - 1}, row);
             float[] want = new float[cols];
