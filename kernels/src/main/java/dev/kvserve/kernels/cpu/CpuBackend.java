@@ -52,7 +52,10 @@ public final class CpuBackend implements Backend {
     /** Quantized activations of the current matmul (int8 values, scales, run sums); grown, never shrunk. */
     private Arena int8Arena;
     private MemorySegment xq = MemorySegment.NULL, xd = MemorySegment.NULL, xs = MemorySegment.NULL;
-    /** Q8_0/Q4_0 weights repacked by eight rows at upload, by the tensor {@link #upload} returned. */
+    /**
+     * Q8_0/Q4_0 weights {@link #upload} returned, each with its copy repacked by eight rows once a
+     * matmul has used it (null until then).
+     */
     private final java.util.Map<WeightTensor, MemorySegment> packed = new java.util.IdentityHashMap<>();
     private float[] activations = new float[0];
     private float[] sums = new float[0];
@@ -123,22 +126,20 @@ public final class CpuBackend implements Backend {
     /**
      * Returns {@code host} itself: the kernels read weights where they are (memory-mapped files
      * included). Where the int8 kernels run, a Q8_0 or Q4_0 weight of eight rows or more is also
-     * repacked into this backend's memory, eight rows' blocks side by side, as llama.cpp's CPU
-     * backend does at load: lanes become rows, so a block of eight rows is a few integer dot
-     * products with no shuffle or horizontal sum (Llama-3.2-1B, one thread: Q4_0 decode 1.35×,
-     * prefill about 2× on both types). The repacked copy serves {@link
-     * #matmul} of the returned tensor until {@link #close}; the mapped original, which only
-     * {@link #embed} and the last rows % 8 still read, is dropped from this process's resident
-     * memory ({@link MemorySegment#unload}) and comes back from the page cache if touched.
+     * repacked into this backend's memory at its first {@link #matmul}, eight rows' blocks side by
+     * side, as llama.cpp's CPU backend does at load: lanes become rows, so a block of eight rows is
+     * a few integer dot products with no shuffle or horizontal sum (Llama-3.2-1B, one thread: Q4_0
+     * decode 1.35×, prefill about 2× on both types). Waiting for the first matmul spares the
+     * tables that are only looked up ({@link #embed}: an untied model's token embeddings). The
+     * repacked copy serves the returned tensor until {@link #close}; the mapped original, which
+     * only {@link #embed} and the last rows % 8 still read, is then dropped from this process's
+     * resident memory ({@link MemorySegment#unload}) and comes back from the page cache if touched.
      */
     @Override
     public WeightTensor upload(WeightTensor host) {
         checkWeight(host);
         checkOpen();
-        if (quantizesActivations(host.type()) && host.rows() >= 8 && !packed.containsKey(host)) {
-            packed.put(host, repack(host));
-            if (host.data().isMapped()) host.data().asSlice(0, host.rows() / 8 * 8 * host.rowBytes()).unload();
-        }
+        if (quantizesActivations(host.type()) && host.rows() >= 8) packed.putIfAbsent(host, null);
         if (host.elements() >= WARMUP_MIN_ELEMENTS) {
             KernelWarmup.warmOps();
             KernelWarmup.warm(this, host);
@@ -201,6 +202,17 @@ public final class CpuBackend implements Backend {
         }
     }
 
+    /** The repacked copy of {@code w}, made on first use, or null if {@code w} was not uploaded. */
+    private MemorySegment repacked(WeightTensor w) {
+        MemorySegment r = packed.get(w);
+        if (r == null && packed.containsKey(w)) {
+            r = repack(w);
+            packed.put(w, r);
+            if (w.data().isMapped()) w.data().asSlice(0, w.rows() / 8 * 8 * w.rowBytes()).unload();
+        }
+        return r;
+    }
+
     private MemorySegment repack(WeightTensor w) {
         boolean q4_0 = w.type() == GgmlType.Q4_0;
         int groups = w.rows() / 8;
@@ -230,7 +242,7 @@ public final class CpuBackend implements Backend {
         }
         // Quantizing first also makes out aliasing x harmless.
         int8.quantize(x, cols, batch, cols, xq, xd, xs);
-        MemorySegment repacked = packed.get(w);
+        MemorySegment repacked = repacked(w);
         int chunkRows = chunkRows(w.rowBytes(), rows, batch);
         if (repacked != null) chunkRows = (chunkRows + 7) / 8 * 8;   // whole groups of eight rows
         int8Task.set(w.type() == GgmlType.Q4_0, w.data(), repacked, rows / 8 * 8, w.rowBytes(), rows, cols, batch,
