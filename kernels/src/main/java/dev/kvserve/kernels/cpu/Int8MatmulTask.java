@@ -9,9 +9,9 @@ import java.lang.foreign.MemorySegment;
  * caller; each chunk is one native call per group of activation rows that fits in L2, so the
  * weight rows of the chunk cross the memory bus once per group (once in all for decode).
  *
- * <p>Weights repacked at upload ({@link CpuBackend#upload}) are read in their packed form for
- * the first {@code 8·groups} rows; chunks then hold whole groups of eight rows, and any last rows
- * beyond the groups run on the plain kernel over the original bytes.
+ * <p>Uploaded weights ({@link CpuBackend#upload}), repacked at their first matmul, are read in
+ * their packed form for the first {@code 8·groups} rows; chunks then hold whole groups of eight
+ * rows, and any last rows beyond the groups run on the plain kernel over the original bytes.
  */
 final class Int8MatmulTask implements CpuThreadPool.Task {
     /** Bytes of quantized activations (and their run sums) a group may take: half of a 1 MiB L2. */
