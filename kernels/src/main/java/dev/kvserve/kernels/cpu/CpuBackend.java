@@ -245,7 +245,7 @@ public final class CpuBackend implements Backend {
         MemorySegment repacked = repacked(w);
         int chunkRows = chunkRows(w.rowBytes(), rows, batch);
         if (repacked != null) chunkRows = (chunkRows + 7) / 8 * 8;   // whole groups of eight rows
-        int8Task.set(w.type() == GgmlType.Q4_0, w.data(), repacked, rows / 8 * 8, w.rowBytes(), rows, cols, batch,
+        int8Task.set(w.type() == GgmlType.Q4_0, w.data(), repacked, w.rowBytes(), rows, cols, batch,
                 xq, xd, xs, out, chunkRows);
         try {
             pool.run(int8Task, ceilDiv(rows, chunkRows));

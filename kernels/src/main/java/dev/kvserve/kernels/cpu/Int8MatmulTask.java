@@ -22,6 +22,7 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
     private MemorySegment weights;
     /** The weights repacked by eight rows ({@link CpuKernels#repackX8}), or null. */
     private MemorySegment packed;
+    /** Rows read from {@link #packed}: every whole group of eight, or none. */
     private int packedRows;
     private long rowBytes;
     private int rows;
@@ -38,13 +39,13 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
         this.kernels = kernels;
     }
 
-    /** {@code packed}: the first {@code packedRows} rows repacked, or null; chunkRows a multiple of 8 then. */
-    void set(boolean q4_0, MemorySegment weights, MemorySegment packed, int packedRows, long rowBytes, int rows, int cols,
+    /** {@code packed}: the weights' whole groups of eight rows repacked, or null; chunkRows a multiple of 8 then. */
+    void set(boolean q4_0, MemorySegment weights, MemorySegment packed, long rowBytes, int rows, int cols,
              int batch, MemorySegment xq, MemorySegment xd, MemorySegment xs, MemorySegment out, int chunkRows) {
         this.q4_0 = q4_0;
         this.weights = weights;
         this.packed = packed;
-        this.packedRows = packed == null ? 0 : packedRows;
+        this.packedRows = packed == null ? 0 : rows / 8 * 8;
         this.rowBytes = rowBytes;
         this.rows = rows;
         this.cols = cols;
