@@ -36,14 +36,14 @@ final class CallPlanner {
     Plan chat(byte[] body) {
         ChatRequest request = ChatRequest.parse(body);
         SamplingOptions o = request.options();
-        checkModelAndPolicy(o);
+        String kvPolicy = checkModelAndPolicy(o);
         String prompt = server.chatTemplate.render(request.messages());
         int[] tokens = server.backend.tokenize(prompt, !server.chatTemplate.startsWithBos(prompt));
         int maxTokens = fitToContext(tokens.length, o.maxTokens(), "messages", request.maxTokensParam());
         int logprobs = request.logprobs() ? (request.topLogprobs() > 0 ? request.topLogprobs() : -1) : 0;
         List<CompletionCall.Choice> choices = new ArrayList<>();
         for (int i = 0; i < o.n(); i++) {
-            choices.add(new CompletionCall.Choice(i, generation(tokens, o, maxTokens, logprobs, i), null));
+            choices.add(new CompletionCall.Choice(i, generation(tokens, o, kvPolicy, maxTokens, logprobs, i), null));
         }
         return new Plan(CompletionCall.Api.CHAT, envelope("chatcmpl-"), o.stream(), o.includeUsage(), request.logprobs(),
                 tokens.length, choices);
@@ -52,7 +52,7 @@ final class CallPlanner {
     Plan completion(byte[] body) {
         CompletionRequest request = CompletionRequest.parse(body);
         SamplingOptions o = request.options();
-        checkModelAndPolicy(o);
+        String kvPolicy = checkModelAndPolicy(o);
         int logprobs = request.logprobs() == null ? 0 : request.logprobs() == 0 ? -1 : request.logprobs();
         List<CompletionCall.Choice> choices = new ArrayList<>();
         int promptTokens = 0;
@@ -65,21 +65,23 @@ final class CallPlanner {
             String echo = !request.echo() ? null : prompt.text() != null ? prompt.text() : decode(tokens);
             promptTokens += tokens.length;
             for (int i = 0; i < o.n(); i++) {
-                choices.add(new CompletionCall.Choice(index++, generation(tokens, o, maxTokens, logprobs, i), echo));
+                choices.add(new CompletionCall.Choice(index++, generation(tokens, o, kvPolicy, maxTokens, logprobs, i), echo));
             }
         }
         return new Plan(CompletionCall.Api.TEXT, envelope("cmpl-"), o.stream(), o.includeUsage(), request.logprobs() != null,
                 promptTokens, choices);
     }
 
-    private void checkModelAndPolicy(SamplingOptions o) {
+    /** Checks the model name; returns the KV policy spec to run (null: the server's default). */
+    private String checkModelAndPolicy(SamplingOptions o) {
         if (o.model() != null && !o.model().equals(server.model.id())) throw ApiException.modelNotFound(o.model());
-        if (o.kvPolicy() != null) {
-            try {
-                server.backend.checkKvPolicy(o.kvPolicy());
-            } catch (IllegalArgumentException e) {
-                throw ApiException.invalid("kv_policy", "invalid kv_policy '" + o.kvPolicy() + "': " + e.getMessage());
-            }
+        if (o.kvPolicy() == null) return null;
+        try {
+            return server.backend.resolveKvPolicy(o.kvPolicy());
+        } catch (IllegalArgumentException e) {
+            // The parser quotes the spec it was given; a client gets back at most a short prefix of it.
+            String why = String.valueOf(e.getMessage()).replace(o.kvPolicy(), ApiException.clip(o.kvPolicy()));
+            throw ApiException.invalid("kv_policy", "invalid kv_policy '" + ApiException.clip(o.kvPolicy()) + "': " + why);
         }
     }
 
@@ -122,7 +124,8 @@ final class CallPlanner {
         return bytes.toString(StandardCharsets.UTF_8);
     }
 
-    private static GenerationRequest generation(int[] tokens, SamplingOptions o, int maxTokens, int logprobs, int choice) {
+    private static GenerationRequest generation(int[] tokens, SamplingOptions o, String kvPolicy, int maxTokens, int logprobs,
+                                                int choice) {
         GenerationRequest.Builder b = GenerationRequest.builder(tokens)
                 .maxTokens(maxTokens)
                 .temperature((float) o.temperature())
@@ -137,7 +140,7 @@ final class CallPlanner {
                 .ignoreEos(o.ignoreEos());
         // n choices from one seed must differ, yet stay reproducible.
         if (o.seed() != null) b.seed(o.seed() + choice);
-        if (o.kvPolicy() != null) b.kvPolicy(o.kvPolicy());
+        if (kvPolicy != null) b.kvPolicy(kvPolicy);
         return b.build();
     }
 

@@ -7,8 +7,18 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
+import dev.kvserve.kvcache.KvCachePolicy;
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 
@@ -29,6 +39,28 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--kv", defaultValue = Engine.DEFAULT_KV_POLICY, paramLabel = "SPEC",
             description = "KV-cache policy of requests that name none (a request may pick its own with \"kv_policy\"; default: ${DEFAULT-VALUE}).")
     String kv;
+
+    @Option(names = "--kv-profile", paramLabel = "NAME=SPEC",
+            description = {"A named KV policy requests may ask for with \"kv_policy\": \"NAME\" (repeatable), e.g.",
+                    "kvq3=kvquant:bits=3,calib=/srv/kvq3.kvq. Profiles may set what clients may not: calibration",
+                    "files, offload directories and sizes. Checked against the model at start-up."})
+    List<String> kvProfiles = new ArrayList<>();
+
+    @Option(names = "--kv-profiles", paramLabel = "FILE",
+            description = "A file of profiles, one NAME=SPEC per line ('#' starts a comment).")
+    Path kvProfilesFile;
+
+    @Option(names = "--kv-allow", defaultValue = "all", paramLabel = "METHODS",
+            description = {"KV policy methods a request's own kv_policy may use, comma-separated, 'all' or 'none'",
+                    "(profiles only); parameters naming files, directories, threads or memory are never a client's",
+                    "(default: ${DEFAULT-VALUE})."})
+    String kvAllow;
+
+    @Option(names = "--kv-offload", paramLabel = "PARAMS",
+            description = {"Lets requests use the offload tier (\"...+offload\") on these shared resources, e.g.",
+                    "host=4GiB,ssd=/var/lib/kvserve,ssd_budget=64GiB (the offload tier's operator parameters:",
+                    "host, ssd, ssd_budget, resident, prefetch_budget, io_threads, csd_threads, csd_memory)."})
+    String kvOffload;
 
     @Option(names = "--kv-budget", defaultValue = "256MiB", paramLabel = "BYTES",
             description = "Bytes the KV pool may hold, as stored (compressed), e.g. 256MiB, 2GiB (default: ${DEFAULT-VALUE}).")
@@ -73,12 +105,20 @@ public final class ServeCommand implements Callable<Integer> {
             default -> throw new IllegalArgumentException("--preemption must be swap or recompute, got '" + preemption + "'");
         };
         ServerOptions options = new ServerOptions(host, port, ioThreads, ByteSize.parse(maxBody), Duration.ofSeconds(shutdownGraceSeconds));
+        KvPolicyGate gate = gate();
         Path modelPath = modelOptions.modelPath();
         long loadStart = System.nanoTime();
+        String defaultPolicy = gate.profiles().getOrDefault(kv, kv);
         Engine engine = Engine.builder().model(modelPath).threads(modelOptions.threads()).backend(modelOptions.backend())
-                .kvPolicy(kv).kvBudget(budget).preemption(preemptionMode).maxBatch(maxBatch).maxTokensPerStep(maxTokensPerStep).maxWaiting(maxQueue)
+                .kvPolicy(defaultPolicy).kvBudget(budget).preemption(preemptionMode).maxBatch(maxBatch).maxTokensPerStep(maxTokensPerStep).maxWaiting(maxQueue)
                 .build();
-        EngineBackend backend = EngineBackend.forFile(engine, modelPath);
+        try {
+            checkAgainstModel(engine, gate);
+        } catch (RuntimeException e) {
+            engine.close();
+            throw e;
+        }
+        EngineBackend backend = EngineBackend.forFile(engine, modelPath, gate);
         HttpServer server;
         try {
             server = HttpServer.start(backend, options);
@@ -88,8 +128,9 @@ public final class ServeCommand implements Callable<Integer> {
         }
         ModelCard model = backend.model();
         Logging.line("INFO", String.format("kvserve serving %s at %s/v1  (KV policy %s, KV budget %s, max batch %d, context %d, "
-                        + "chat template: %s; loaded in %.1fs)",
+                        + "KV profiles: %s; chat template: %s; loaded in %.1fs)",
                 model.id(), server.url(), model.defaultKvPolicy(), ByteSize.format(budget), maxBatch, model.contextLength(),
+                gate.profiles().isEmpty() ? "none" : String.join(", ", gate.profiles().keySet()),
                 model.chatTemplate() == null ? "none, using the plain role transcript" : "from the model",
                 (System.nanoTime() - loadStart) / 1e9));
 
@@ -107,5 +148,59 @@ public final class ServeCommand implements Callable<Integer> {
         Runtime.getRuntime().addShutdownHook(hook);
         stopped.await();
         return 0;
+    }
+
+    /** The operator's rules for what a request's kv_policy may be, from the flags. */
+    KvPolicyGate gate() throws IOException {
+        Map<String, String> profiles = new LinkedHashMap<>();
+        if (kvProfilesFile != null) {
+            List<String> lines = Files.readAllLines(kvProfilesFile);
+            for (int i = 0; i < lines.size(); i++) {
+                String line = lines.get(i).strip();
+                if (line.isEmpty() || line.startsWith("#")) continue;
+                addProfile(profiles, line, kvProfilesFile + ":" + (i + 1));
+            }
+        }
+        for (String p : kvProfiles) addProfile(profiles, p, "--kv-profile");
+        Set<String> allowed = switch (kvAllow.strip()) {
+            case "all" -> null;
+            case "none" -> Set.of();
+            default -> new LinkedHashSet<>(Arrays.stream(kvAllow.split(",")).map(String::strip).filter(m -> !m.isEmpty()).toList());
+        };
+        Map<String, String> offload = new LinkedHashMap<>();
+        if (kvOffload != null && !kvOffload.isBlank()) {
+            KvCachePolicy.parse("fp16+offload:" + kvOffload.strip());   // names and values, with the parser's messages
+            for (String kvPair : kvOffload.split(",")) {
+                String[] kvp = kvPair.split("=", 2);
+                offload.put(kvp[0].strip(), kvp[1].strip());
+            }
+        }
+        return new KvPolicyGate(profiles, allowed, offload);
+    }
+
+    private static void addProfile(Map<String, String> profiles, String definition, String where) {
+        int eq = definition.indexOf('=');
+        if (eq <= 0) throw new IllegalArgumentException(where + ": a KV profile is NAME=SPEC, got '" + definition + "'");
+        String name = definition.substring(0, eq).strip();
+        KvPolicyGate.checkProfileName(name);
+        if (profiles.put(name, definition.substring(eq + 1).strip()) != null) {
+            throw new IllegalArgumentException(where + ": KV profile '" + name + "' is defined twice");
+        }
+    }
+
+    /**
+     * Every profile, and the offload tier clients may use, parsed and bound against the loaded model
+     * now (calibration files read, offload stores created): a mistake stops the server here with the
+     * full message, instead of failing requests later.
+     */
+    private static void checkAgainstModel(Engine engine, KvPolicyGate gate) {
+        for (var p : gate.profiles().entrySet()) {
+            try {
+                engine.canonicalKvPolicy(p.getValue());
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("KV profile '" + p.getKey() + "': " + e.getMessage(), e);
+            }
+        }
+        if (gate.offloadEnabled()) engine.canonicalKvPolicy("fp16+" + gate.offloadTier());
     }
 }

@@ -26,8 +26,14 @@ public interface ServingBackend extends AutoCloseable {
     /** The exact bytes a token stands for (logprobs report them; a token may be part of a UTF-8 character). */
     byte[] tokenBytes(int token);
 
-    /** Throws IllegalArgumentException, with the parser's message, when {@code spec} is not a valid KV policy. */
-    void checkKvPolicy(String spec);
+    /**
+     * The KV policy spec to run for a request's {@code kv_policy}: a profile's spec, or the client's
+     * own spec once it passed the server's trust boundary ({@link KvPolicyGate}) and fits the model.
+     *
+     * @throws IllegalArgumentException saying why the request may not use it (the message names no
+     *         server path: it goes to the client)
+     */
+    String resolveKvPolicy(String requested);
 
     /**
      * Starts a generation; progress goes to {@code listener} on the engine's thread. Never blocks on

@@ -128,10 +128,11 @@ final class ScriptedBackend implements ServingBackend {
     }
 
     @Override
-    public void checkKvPolicy(String spec) {
+    public String resolveKvPolicy(String spec) {
         if (!spec.equals("fp16") && !spec.matches("int[48]:group=\\d+")) {
             throw new IllegalArgumentException("unknown KV policy '" + spec + "' (known: fp16, int4:group=N, int8:group=N)");
         }
+        return spec;
     }
 
     @Override

@@ -7,9 +7,9 @@ import dev.kvserve.kvcache.quant.CalibratedFormat;
 import dev.kvserve.kvcache.quant.ModelIdentity;
 import java.util.Collections;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * Owns the block pool of one model's KV cache: an exact budget of bytes as stored, fixed-size blocks
@@ -25,7 +25,17 @@ public final class KvCacheManager implements AutoCloseable {
     private final int blockTokens;
     private final BlockPool pool;
     private final RopeTable rope;
-    private final Map<String, FormatBinding> bindings = new ConcurrentHashMap<>();
+    /**
+     * Bound formats by spec, most recently used last. Bounded: a server's clients may name any number
+     * of distinct specs, and each binding keeps tables (calibrated ones, codebooks) alive.
+     */
+    private final Map<String, FormatBinding> bindings = Collections.synchronizedMap(new LinkedHashMap<>(16, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<String, FormatBinding> eldest) {
+            return size() > MAX_CACHED_BINDINGS;
+        }
+    });
+    static final int MAX_CACHED_BINDINGS = 256;
     private final Map<String, AutoCloseable> tierResources = new java.util.LinkedHashMap<>();
     private final Set<PagedSequence> open = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
 
@@ -90,10 +100,28 @@ public final class KvCacheManager implements AutoCloseable {
      */
     public FormatBinding binding(KvCachePolicy policy) {
         KvStorageFormat format = policy.format();
-        return bindings.computeIfAbsent(format.spec(), k -> {
-            if (model != null) CalibratedFormat.checkModel(policy, model);
-            return format.bind(geometry, blockTokens);
-        });
+        FormatBinding b = bindings.get(format.spec());
+        if (b != null) return b;
+        // Bound outside the map's lock: a calibrated format may read its file.
+        if (model != null) CalibratedFormat.checkModel(policy, model);
+        FormatBinding bound = format.bind(geometry, blockTokens);
+        FormatBinding raced = bindings.putIfAbsent(format.spec(), bound);
+        return raced != null ? raced : bound;
+    }
+
+    /**
+     * Checks everything about {@code policy} that {@link #open} relies on, without opening a
+     * sequence: the format binds to this model (and its calibration matches it), the eviction rule's
+     * and selector's layers, groups and budgets fit the geometry, and the parts can run together.
+     * A policy that passes opens and runs; one that does not is refused here, before admission.
+     *
+     * @throws IllegalArgumentException saying what does not fit
+     */
+    public void check(KvCachePolicy policy) {
+        binding(policy);
+        policy.eviction().ifPresent(e -> e.open(geometry, blockTokens));
+        policy.selector().ifPresent(s -> s.open(geometry, blockTokens));
+        policy.tier().prepare((key, create) -> tierResource(key, () -> create.get()));
     }
 
     /**

@@ -9,7 +9,6 @@ import dev.kvserve.kvcache.policy.PolicyComponent;
 import dev.kvserve.kvcache.policy.PolicyRegistry;
 import dev.kvserve.kvcache.select.TokenSelector;
 import dev.kvserve.kvcache.tier.TierPlacement;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
 
@@ -62,45 +61,12 @@ public final class KvCachePolicy {
      *         or repeated
      */
     public static KvCachePolicy parse(String spec) {
-        if (spec == null || spec.isBlank()) {
-            throw new IllegalArgumentException("empty KV policy spec; valid methods: " + PolicyRegistry.describeAll());
-        }
+        return KvPolicySpec.parse(spec).build();
+    }
+
+    static KvCachePolicy build(KvPolicySpec spec) {
         PolicyComponent[] parts = new PolicyComponent[ComponentKind.values().length];
-        ComponentKind last = null;
-        for (String raw : spec.split("\\+", -1)) {
-            String part = raw.trim();
-            if (part.isEmpty()) throw new IllegalArgumentException("empty part in KV policy spec '" + spec + "'");
-            int colon = part.indexOf(':');
-            String name = (colon < 0 ? part : part.substring(0, colon)).trim();
-            Map<String, String> given = new LinkedHashMap<>();
-            if (colon >= 0) {
-                String body = part.substring(colon + 1);
-                if (body.isBlank()) throw new IllegalArgumentException("'" + name + ":' has no parameters in '" + spec + "'");
-                for (String kv : body.split(",", -1)) {
-                    int eq = kv.indexOf('=');
-                    if (eq <= 0) {
-                        throw new IllegalArgumentException("parameter '" + kv.trim() + "' of '" + name
-                                + "' must be written key=value; valid: " + PolicyRegistry.get(name).describeParams());
-                    }
-                    String key = kv.substring(0, eq).trim();
-                    if (given.put(key, kv.substring(eq + 1).trim()) != null) {
-                        throw new IllegalArgumentException("parameter '" + key + "' given twice for '" + name + "'");
-                    }
-                }
-            }
-            MethodDef def = PolicyRegistry.get(name);
-            ComponentKind kind = def.kind();
-            if (parts[kind.ordinal()] != null) {
-                throw new IllegalArgumentException("KV policy spec '" + spec + "' has two " + kind.description() + "s");
-            }
-            if (last != null && kind.ordinal() < last.ordinal()) {
-                throw new IllegalArgumentException("KV policy spec '" + spec + "': " + kind.description() + " '" + name
-                        + "' must come before the " + last.description()
-                        + " (order: format + eviction rule + token selector + tier)");
-            }
-            last = kind;
-            parts[kind.ordinal()] = create(def, given);
-        }
+        for (KvPolicySpec.Part part : spec.parts()) parts[part.method().kind().ordinal()] = create(part.method(), part.given());
         KvStorageFormat format = parts[0] != null ? (KvStorageFormat) parts[0]
                 : (KvStorageFormat) build("fp32", Map.of(), ComponentKind.FORMAT);
         return of(format, (EvictionPolicy) parts[1], (TokenSelector) parts[2], (TierPlacement) parts[3]);

@@ -7,9 +7,10 @@ import dev.kvserve.kvcache.KvPoolStats;
 import dev.kvserve.kvcache.PagedSequence;
 import dev.kvserve.kvcache.SequenceKv;
 import dev.kvserve.kvcache.tier.OffloadTier;
+import java.util.Collections;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * {@link KvSpace} over the paged {@link KvCacheManager}. The manager allocates blocks lazily while
@@ -22,7 +23,16 @@ import java.util.concurrent.ConcurrentHashMap;
 final class PagedKvSpace implements KvSpace {
 
     private final KvCacheManager manager;
-    private final Map<String, KvCachePolicy> policies = new ConcurrentHashMap<>();
+    /**
+     * Parsed policies by canonical spec, most recently used last; bounded, since a server's clients
+     * may name any number of distinct specs (a spec that dropped out is parsed again when used).
+     */
+    private final Map<String, KvCachePolicy> policies = Collections.synchronizedMap(new LinkedHashMap<>(16, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<String, KvCachePolicy> eldest) {
+            return size() > 1024;
+        }
+    });
     /** Bytes promised to each sequence for the coming step (engine thread only). */
     private final Map<SequenceKv, Long> promised = new IdentityHashMap<>();
 
@@ -37,14 +47,20 @@ final class PagedKvSpace implements KvSpace {
     @Override
     public String canonical(String policy) {
         KvCachePolicy parsed = KvCachePolicy.parse(policy);
-        manager.binding(parsed);   // throws when the policy does not fit this model (e.g. a group size vs the head size)
+        // Throws when a part does not fit this model (a group size vs the head size, a layer it
+        // lacks): the request is refused here, on the caller's thread, never inside a step.
+        manager.check(parsed);
         String canonical = parsed.toString();
         policies.putIfAbsent(canonical, parsed);
         return canonical;
     }
 
     private KvCachePolicy policy(String canonical) {
-        return policies.computeIfAbsent(canonical, KvCachePolicy::parse);
+        KvCachePolicy p = policies.get(canonical);
+        if (p != null) return p;
+        p = KvCachePolicy.parse(canonical);
+        policies.putIfAbsent(canonical, p);
+        return p;
     }
 
     @Override

@@ -71,7 +71,7 @@ class ServerEndToEndTest {
         @Override public ModelCard model() { return inner.model(); }
         @Override public int[] tokenize(String text, boolean addBos) { return inner.tokenize(text, addBos); }
         @Override public byte[] tokenBytes(int token) { return inner.tokenBytes(token); }
-        @Override public void checkKvPolicy(String spec) { inner.checkKvPolicy(spec); }
+        @Override public String resolveKvPolicy(String spec) { return inner.resolveKvPolicy(spec); }
         @Override public EngineStats stats() { return inner.stats(); }
         @Override public void close() { inner.close(); }
 

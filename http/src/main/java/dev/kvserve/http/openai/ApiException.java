@@ -32,7 +32,19 @@ public final class ApiException extends RuntimeException {
 
     public static ApiException modelNotFound(String model) {
         return new ApiException(404, "invalid_request_error", "model", "model_not_found",
-                "The model '" + model + "' does not exist");
+                "The model '" + clip(model) + "' does not exist");
+    }
+
+    /** Most characters of a client's own input an error message repeats. */
+    public static final int ECHO_LIMIT = 64;
+
+    /**
+     * {@code text} cut to {@link #ECHO_LIMIT} characters with an ellipsis: error messages quote what
+     * the client sent so it can find its mistake, but never send a large input back (or into logs).
+     */
+    public static String clip(String text) {
+        if (text == null || text.length() <= ECHO_LIMIT) return text;
+        return text.substring(0, ECHO_LIMIT) + "...";
     }
 
     public static ApiException overloaded(String message) {

@@ -14,9 +14,12 @@ import java.util.function.Function;
  * @param defaultValue default as it would be written in a spec; null means the parameter is required
  * @param parser       turns the written value into the typed value, throwing IllegalArgumentException
  *                     with a short reason when it is not acceptable
+ * @param operatorOnly the value names or sizes a server resource (a file, a directory, threads, memory):
+ *                     only the operator may write it (CLI, embedded API, server profiles), never a
+ *                     client's request
  */
 public record ParamSpec(String name, String accepts, String defaultValue, Function<String, Object> parser,
-                        Function<Object, String> printer) {
+                        Function<Object, String> printer, boolean operatorOnly) {
 
     public ParamSpec {
         if (name == null || !name.matches("[a-z][a-z0-9_]*")) {
@@ -25,8 +28,18 @@ public record ParamSpec(String name, String accepts, String defaultValue, Functi
         if (printer == null) printer = ParamSpec::print;
     }
 
+    public ParamSpec(String name, String accepts, String defaultValue, Function<String, Object> parser,
+                     Function<Object, String> printer) {
+        this(name, accepts, defaultValue, parser, printer, false);
+    }
+
     public ParamSpec(String name, String accepts, String defaultValue, Function<String, Object> parser) {
         this(name, accepts, defaultValue, parser, null);
+    }
+
+    /** The same parameter, settable by the operator only (see {@link #operatorOnly}). */
+    public ParamSpec forOperatorOnly() {
+        return new ParamSpec(name, accepts, defaultValue, parser, printer, true);
     }
 
     /** The typed value as it is written in a canonical spec. */

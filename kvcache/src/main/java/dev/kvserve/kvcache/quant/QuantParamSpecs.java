@@ -16,8 +16,9 @@ final class QuantParamSpecs {
 
     private QuantParamSpecs() {}
 
+    /** The calibration file: a server path, so the operator's to name (a request uses a server profile). */
     static ParamSpec calib() {
-        return ParamSpec.ofText("calib", null);
+        return ParamSpec.ofText("calib", null).forOperatorOnly();
     }
 
     static ParamSpec fromFileInt(String name, int min, int max) {

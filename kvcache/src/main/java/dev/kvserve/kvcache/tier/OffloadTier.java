@@ -22,16 +22,17 @@ public final class OffloadTier implements TierPlacement {
     public static MethodDef definition() {
         return new MethodDef(NAME, ComponentKind.TIER,
                 "host RAM, SSD file and emulated computational storage below the pool; LRU demotion, prefetch, swap",
-                List.of(ByteSizes.param("host", "1GiB"),
-                        ParamSpec.ofText("ssd", "none"),
-                        ByteSizes.param("ssd_budget", "16GiB"),
-                        ByteSizes.param("resident", "0"),
+                // Everything but the two behaviour switches names or sizes a server resource.
+                List.of(ByteSizes.param("host", "1GiB").forOperatorOnly(),
+                        ParamSpec.ofText("ssd", "none").forOperatorOnly(),
+                        ByteSizes.param("ssd_budget", "16GiB").forOperatorOnly(),
+                        ByteSizes.param("resident", "0").forOperatorOnly(),
                         ParamSpec.ofBoolean("prefetch", true),
-                        ByteSizes.param("prefetch_budget", "64MiB"),
-                        ParamSpec.ofInt("io_threads", 2, 1, 64),
+                        ByteSizes.param("prefetch_budget", "64MiB").forOperatorOnly(),
+                        ParamSpec.ofInt("io_threads", 2, 1, 64).forOperatorOnly(),
                         ParamSpec.ofBoolean("csd", false),
-                        ParamSpec.ofInt("csd_threads", 2, 1, 64),
-                        ByteSizes.param("csd_memory", "16MiB")),
+                        ParamSpec.ofInt("csd_threads", 2, 1, 64).forOperatorOnly(),
+                        ByteSizes.param("csd_memory", "16MiB").forOperatorOnly()),
                 OffloadTier::new);
     }
 
@@ -81,8 +82,25 @@ public final class OffloadTier implements TierPlacement {
 
     @Override
     public TierState open(TierContext context) {
-        TierStore store = context.shared("tier:" + spec(),
-                () -> new TierStore(host, ssd, ssdBudget, ioThreads, prefetchBudget, csd ? csdThreads : 0, csdMemory));
-        return new OffloadState(this, context, store);
+        return new OffloadState(this, context, context.shared(storeKey(), this::newStore));
+    }
+
+    @Override
+    public void prepare(Resources resources) {
+        resources.shared(storeKey(), this::newStore);
+    }
+
+    /**
+     * One store per set of resources, whatever the per-sequence switches (prefetch): a server's
+     * clients share the operator's stores instead of each spec building its own.
+     */
+    private String storeKey() {
+        return "tier:host=" + host + ",ssd=" + (ssd == null ? "none" : ssd) + ",ssd_budget=" + ssdBudget
+                + ",io_threads=" + ioThreads + ",prefetch_budget=" + prefetchBudget
+                + (csd ? ",csd_threads=" + csdThreads + ",csd_memory=" + csdMemory : "");
+    }
+
+    private TierStore newStore() {
+        return new TierStore(host, ssd, ssdBudget, ioThreads, prefetchBudget, csd ? csdThreads : 0, csdMemory);
     }
 }

@@ -2,6 +2,7 @@ package dev.kvserve.kvcache.tier;
 
 import dev.kvserve.kvcache.KvGeometry;
 import dev.kvserve.kvcache.policy.PolicyComponent;
+import java.util.function.Supplier;
 
 /**
  * Where a sequence's blocks live: {@code primary} (every block in the pool's memory) or
@@ -20,4 +21,16 @@ public interface TierPlacement extends PolicyComponent {
     default TierState open(TierContext context) {
         return open(context.geometry(), context.blockTokens());
     }
+
+    /** A cache manager's shared resources by key, created on first use (see {@link TierContext#shared}). */
+    @FunctionalInterface
+    interface Resources {
+        AutoCloseable shared(String key, Supplier<? extends AutoCloseable> create);
+    }
+
+    /**
+     * Creates now whatever this placement shares between sequences (an offload tier's store), so
+     * that a policy whose resources cannot be had is refused when it is checked, not in a step.
+     */
+    default void prepare(Resources resources) {}
 }
