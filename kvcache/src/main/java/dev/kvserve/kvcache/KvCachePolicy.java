@@ -50,7 +50,12 @@ public final class KvCachePolicy {
     public static KvCachePolicy of(KvStorageFormat format, EvictionPolicy eviction, TokenSelector selector, TierPlacement tier) {
         if (format == null) throw new IllegalArgumentException("a KV policy needs a storage format");
         if (tier == null) tier = (TierPlacement) build("primary", Map.of(), ComponentKind.TIER);
-        return new KvCachePolicy(format, eviction, selector, tier);
+        KvCachePolicy policy = new KvCachePolicy(format, eviction, selector, tier);
+        format.checkComposition(policy);
+        if (eviction != null) eviction.checkComposition(policy);
+        if (selector != null) selector.checkComposition(policy);
+        tier.checkComposition(policy);
+        return policy;
     }
 
     /**

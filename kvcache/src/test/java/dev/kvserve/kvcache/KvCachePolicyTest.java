@@ -33,6 +33,25 @@ class KvCachePolicyTest {
     }
 
     @Test
+    void partsThatCannotRunTogetherAreRefusedWhenComposed() {
+        assertThatThrownBy(() -> KvCachePolicy.parse("fp16+sink:window=64+offload:ssd=/tmp/x,csd=true"))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageStartingWith("offload with csd=true cannot run with an eviction rule ('sink')");
+        // Refused before the tier is built: no directory is created for a policy that cannot run.
+        assertThat(java.nio.file.Files.exists(java.nio.file.Path.of("/tmp/x"))).isFalse();
+        assertThat(KvCachePolicy.parse("fp16+sink:window=64+offload:host=1MiB").tier().spec()).startsWith("offload:");
+    }
+
+    @Test
+    void theWrittenFormKnowsWhichParametersAreTheOperators() {
+        var spec = KvPolicySpec.parse("kvquant:calib=/srv/a.kvq,bits=3+sink:window=8+offload:ssd=/srv/kv,prefetch=false");
+        assertThat(spec.parts()).extracting(p -> p.operatorParams()).containsExactly(
+                java.util.List.of("calib"), java.util.List.of(), java.util.List.of("ssd"));
+        assertThat(KvPolicySpec.parse("kvquant:bits=3").parts().getFirst().missingOperatorParams()).containsExactly("calib");
+        assertThat(spec.toString()).isEqualTo("kvquant:calib=/srv/a.kvq,bits=3+sink:window=8+offload:ssd=/srv/kv,prefetch=false");
+    }
+
+    @Test
     void exposesParts() {
         KvCachePolicy p = KvCachePolicy.parse("int4:group=8+sink:sinks=2,window=16");
         assertThat(p.format().params().getInt("group")).isEqualTo(8);

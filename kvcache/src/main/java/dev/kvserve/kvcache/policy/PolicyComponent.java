@@ -10,4 +10,13 @@ public interface PolicyComponent {
     default String spec() {
         return params().canonical();
     }
+
+    /**
+     * Refuses, when the policy is composed, other parts this one cannot run beside (AQUA-KV's
+     * cross-layer predictors and an eviction rule, say), so that such a policy is refused where it
+     * is parsed rather than failing in a step.
+     *
+     * @throws IllegalArgumentException saying which parts conflict and why
+     */
+    default void checkComposition(dev.kvserve.kvcache.KvCachePolicy policy) {}
 }

@@ -71,6 +71,19 @@ public final class AquaFormat implements KvStorageFormat, CalibratedFormat {
         return identity;
     }
 
+    /**
+     * AQUA-KV predicts a token's keys and values at one layer from the same token at the layer
+     * before; an eviction rule keeps different tokens at different layers (and D2O merges them), so
+     * the predictors would read tokens that are gone.
+     */
+    @Override
+    public void checkComposition(dev.kvserve.kvcache.KvCachePolicy policy) {
+        if (policy.eviction().isPresent()) {
+            throw new IllegalArgumentException("aqua cannot run with an eviction rule ('" + policy.eviction().get().params().method()
+                    + "'): its cross-layer predictors need every layer to keep the same tokens");
+        }
+    }
+
     @Override
     public Params params() {
         return params;

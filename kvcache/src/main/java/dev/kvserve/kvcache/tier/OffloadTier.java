@@ -65,6 +65,20 @@ public final class OffloadTier implements TierPlacement {
         if (host == 0 && ssd == null) throw new IllegalArgumentException("offload: needs host > 0 or an SSD directory (ssd=/path)");
     }
 
+    /**
+     * The emulated computational storage attends over SSD blocks where they lie, by their stored
+     * slots; an eviction rule moves and frees slots under it (sink, H2O, D2O and the rest fail in the
+     * step), so the two are refused together.
+     */
+    @Override
+    public void checkComposition(dev.kvserve.kvcache.KvCachePolicy policy) {
+        if (csd && policy.eviction().isPresent()) {
+            throw new IllegalArgumentException("offload with csd=true cannot run with an eviction rule ('"
+                    + policy.eviction().get().params().method() + "'): computational storage attends over blocks as stored; "
+                    + "use csd=false or drop the eviction rule");
+        }
+    }
+
     @Override
     public Params params() {
         return params;
