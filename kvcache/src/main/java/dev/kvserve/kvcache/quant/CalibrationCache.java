@@ -19,6 +19,9 @@ final class CalibrationCache {
 
     private static final Map<Key, CalibrationFile.Loaded> LOADED = new ConcurrentHashMap<>();
 
+    /** Far above any calibration of a model this runtime loads (an 8B model's KVQuant file is a few MB). */
+    static final long MAX_FILE_BYTES = 1L << 30;
+
     private CalibrationCache() {}
 
     static CalibrationFile.Loaded load(String file, QuantMethod expected) {
@@ -29,6 +32,15 @@ final class CalibrationCache {
         } catch (IOException e) {
             throw new IllegalArgumentException(expected.specName + ": calibration file " + path + " cannot be read (" + e.getMessage()
                     + "); make one with: kvserve calibrate --method " + expected.specName, e);
+        }
+        // A FIFO would block the reader forever and a device (/dev/zero) never ends: regular files
+        // only, and no larger than any calibration this project writes.
+        if (!attrs.isRegularFile()) {
+            throw new IllegalArgumentException(expected.specName + ": calibration file " + path + " is not a regular file");
+        }
+        if (attrs.size() > MAX_FILE_BYTES) {
+            throw new IllegalArgumentException(expected.specName + ": calibration file " + path + " has " + attrs.size()
+                    + " bytes, more than the " + MAX_FILE_BYTES + " a calibration may have");
         }
         Key key = new Key(path, attrs.size(), attrs.lastModifiedTime().toMillis());
         CalibrationFile.Loaded loaded = LOADED.computeIfAbsent(key, k -> {
