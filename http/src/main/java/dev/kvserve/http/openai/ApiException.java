@@ -32,7 +32,22 @@ public final class ApiException extends RuntimeException {
 
     public static ApiException modelNotFound(String model) {
         return new ApiException(404, "invalid_request_error", "model", "model_not_found",
-                "The model '" + model + "' does not exist");
+                "The model '" + excerpt(model) + "' does not exist");
+    }
+
+    /** Most characters of client text an error message repeats. */
+    public static final int MAX_ECHO = 64;
+
+    /**
+     * Client text as an error message may repeat it: at most {@link #MAX_ECHO} characters, then an
+     * ellipsis, so a huge header or path does not come back whole (or fill the logs).
+     */
+    public static String excerpt(String clientText) {
+        if (clientText == null) return "";
+        if (clientText.length() <= MAX_ECHO) return clientText;
+        int end = MAX_ECHO;
+        if (Character.isHighSurrogate(clientText.charAt(end - 1))) end--;
+        return clientText.substring(0, end) + "\u2026";
     }
 
     public static ApiException overloaded(String message) {
