@@ -12,6 +12,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.handler.codec.DecoderException;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.FullHttpResponse;
@@ -64,6 +65,8 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
     private boolean pumping;
     /** A request that ends the connection (a refused head) is queued: nothing after it will be answered. */
     private boolean lastQueued;
+    /** Close once every queued request is answered. */
+    private boolean closeWhenAnswered;
     private CompletionCall current;
 
     ApiHandler(ServerState server, ConnectionGuard guard) {
@@ -113,6 +116,12 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
             ctx.channel().config().setAutoRead(true);
         }
         guard.answering(busy || !pipelined.isEmpty());
+        if (closeWhenAnswered && !busy && pipelined.isEmpty() && ctx.channel().isActive()) {
+            closeWhenAnswered = false;
+            guard.closing();
+            // Closes after what is already written has gone out.
+            ctx.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
+        }
     }
 
     private void handle(FullHttpRequest request) {
@@ -303,6 +312,15 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
 
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+        if (cause instanceof DecoderException && ctx.channel().isActive()) {
+            // The codec gave up on the input: more than its pipeline depth (128) of unanswered
+            // requests arrived in one read, behind a long response. Answer what was read, then close.
+            LOG.fine(() -> "closing after the queued requests: " + cause);
+            lastQueued = true;
+            closeWhenAnswered = true;
+            pump();
+            return;
+        }
         // Resets and broken pipes are clients leaving; anything else is worth a line.
         if (!(cause instanceof IOException)) LOG.log(Level.WARNING, "connection failed", cause);
         ctx.close();
