@@ -2,6 +2,7 @@ package dev.kvserve.http;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kvserve.http.HttpMetrics.Refusal;
 import dev.kvserve.http.openai.ApiException;
 import dev.kvserve.http.openai.Json;
 import dev.kvserve.http.openai.OpenAiFormat;
@@ -11,6 +12,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.handler.codec.DecoderException;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.FullHttpResponse;
@@ -20,6 +22,8 @@ import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http.TooLongHttpHeaderException;
+import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.netty.util.ReferenceCountUtil;
 
 import java.io.IOException;
@@ -34,13 +38,16 @@ import java.util.logging.Logger;
 /**
  * Routes one connection's requests: /v1/models, /v1/completions, /v1/chat/completions, /health and
  * /metrics. Requests are answered strictly in order; a pipelined request waits until the one before
- * it has been answered. Generation requests are planned on the server's prep executor and answered
- * by a {@link CompletionCall}; nothing here waits for the engine.
+ * it has been answered. While {@link #MAX_PIPELINED} wait, the connection stops reading (so a
+ * pipelining client is slowed down, not cut off, and memory stays bounded). Generation requests are
+ * planned on the server's prep executor and answered by a {@link CompletionCall}; nothing here waits
+ * for the engine.
  */
 final class ApiHandler extends ChannelInboundHandlerAdapter implements CompletionCall.Owner {
 
     private static final Logger LOG = Logger.getLogger(ApiHandler.class.getName());
-    private static final int MAX_PIPELINED = 16;
+    /** Queued requests at which reading stops; it resumes once half of them are answered. */
+    static final int MAX_PIPELINED = 16;
 
     static final String MODELS = "/v1/models";
     static final String COMPLETIONS = "/v1/completions";
@@ -49,14 +56,22 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
     static final String METRICS = "/metrics";
 
     private final ServerState server;
+    private final ConnectionGuard guard;
     private final CallPlanner planner;
     private final ArrayDeque<FullHttpRequest> pipelined = new ArrayDeque<>();
     private ChannelHandlerContext ctx;
     private boolean busy;
+    /** Inside {@link #pump()}: answers that finish synchronously return to its loop instead of recursing. */
+    private boolean pumping;
+    /** A request that ends the connection (a refused head) is queued: nothing after it will be answered. */
+    private boolean lastQueued;
+    /** Close once every queued request is answered. */
+    private boolean closeWhenAnswered;
     private CompletionCall current;
 
-    ApiHandler(ServerState server) {
+    ApiHandler(ServerState server, ConnectionGuard guard) {
         this.server = server;
+        this.guard = guard;
         this.planner = new CallPlanner(server);
     }
 
@@ -71,16 +86,42 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
             ReferenceCountUtil.release(msg);
             return;
         }
-        if (busy) {
-            if (pipelined.size() >= MAX_PIPELINED) {
-                request.release();
-                ctx.close();
-                return;
-            }
-            pipelined.add(request);
+        guard.requestComplete();
+        if (lastQueued || guard.isClosing()) {
+            request.release();
             return;
         }
-        handle(request);
+        if (request.decoderResult().isFailure()) lastQueued = true;
+        pipelined.add(request);
+        // Back-pressure instead of a cut: the codec may still emit what the current read holds, but
+        // no more is read until the queue drains (the socket's buffers then fill and slow the client).
+        if (pipelined.size() >= MAX_PIPELINED) ctx.channel().config().setAutoRead(false);
+        pump();
+    }
+
+    /** Answers queued requests in order while nothing is being answered and the client keeps reading. */
+    private void pump() {
+        if (pumping) return;
+        pumping = true;
+        try {
+            while (!busy && ctx.channel().isWritable()) {
+                FullHttpRequest next = pipelined.poll();
+                if (next == null) break;
+                handle(next);
+            }
+        } finally {
+            pumping = false;
+        }
+        if (pipelined.size() <= MAX_PIPELINED / 2 && !ctx.channel().config().isAutoRead() && !guard.isClosing()) {
+            ctx.channel().config().setAutoRead(true);
+        }
+        guard.answering(busy || !pipelined.isEmpty());
+        if (closeWhenAnswered && !busy && pipelined.isEmpty() && ctx.channel().isActive()) {
+            closeWhenAnswered = false;
+            guard.closing();
+            // Closes after what is already written has gone out.
+            ctx.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
+        }
     }
 
     private void handle(FullHttpRequest request) {
@@ -94,7 +135,7 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
             response.headers().set(HttpHeaderNames.ALLOW, e.allowed.name());
             respond(response, HttpUtil.isKeepAlive(request), endpointLabel(request.uri()));
         } catch (RuntimeException e) {
-            LOG.log(Level.WARNING, "unexpected failure answering " + request.method() + " " + request.uri(), e);
+            LOG.log(Level.WARNING, "unexpected failure answering " + ApiException.excerpt(request.method() + " " + request.uri()), e);
             respond(errorResponse(internal(e), request.protocolVersion()), false, endpointLabel(request.uri()));
         } finally {
             request.release();
@@ -105,13 +146,22 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
         HttpVersion version = request.protocolVersion();
         boolean keepAlive = HttpUtil.isKeepAlive(request);
         if (request.decoderResult().isFailure()) {
-            Throwable cause = request.decoderResult().cause();
-            respond(errorResponse(ApiException.invalid(null, "Malformed HTTP request: "
-                    + (cause == null ? "unreadable" : cause.getMessage())), HttpVersion.HTTP_1_1), false, "other");
+            refuseMalformed(request.decoderResult().cause());
             return;
         }
         String path = path(request.uri());
         HttpMethod method = request.method();
+        if (server.apiKeys.guards(path)) {
+            String problem = server.apiKeys.problem(request.headers().get(HttpHeaderNames.AUTHORIZATION));
+            if (problem != null) {
+                server.metrics.refused(Refusal.UNAUTHORIZED);
+                FullHttpResponse response = errorResponse(new ApiException(401, "invalid_request_error", null,
+                        "invalid_api_key", problem), version);
+                response.headers().set(HttpHeaderNames.WWW_AUTHENTICATE, "Bearer");
+                respond(response, keepAlive, endpointLabel(request.uri()));
+                return;
+            }
+        }
         switch (path) {
             case MODELS -> {
                 requireMethod(method, HttpMethod.GET, path);
@@ -146,7 +196,7 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
                     return;
                 }
                 throw new ApiException(404, "invalid_request_error", null, "not_found",
-                        "Unknown endpoint " + method + " " + path + "; this server offers GET /v1/models, "
+                        "Unknown endpoint " + ApiException.excerpt(method + " " + path) + "; this server offers GET /v1/models, "
                                 + "POST /v1/completions, POST /v1/chat/completions, GET /health and GET /metrics");
             }
         }
@@ -157,7 +207,7 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
         String contentType = request.headers().get(HttpHeaderNames.CONTENT_TYPE);
         if (contentType != null && !isJson(contentType)) {
             throw new ApiException(415, "invalid_request_error", null, "unsupported_media_type",
-                    "Content-Type must be application/json, got '" + contentType + "'");
+                    "Content-Type must be application/json, got '" + ApiException.excerpt(contentType) + "'");
         }
         byte[] body = ByteBufUtil.getBytes(request.content());
         Function<byte[], CallPlanner.Plan> plan = path.equals(CHAT) ? planner::chat : planner::completion;
@@ -198,6 +248,29 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
         next(keepConnection);
     }
 
+    /**
+     * Answers a request the codec or {@link RequestGuard} could not accept, then ends the connection:
+     * after unclear framing, nothing later on it can be trusted to start where it seems to.
+     */
+    private void refuseMalformed(Throwable cause) {
+        RequestGuard.Refused refused = switch (cause) {
+            case RequestGuard.Refused r -> r;
+            case TooLongHttpHeaderException e -> new RequestGuard.Refused(431, "request_header_fields_too_large",
+                    Refusal.HEADERS_TOO_LARGE, "The request's header section is larger than " + HttpServer.MAX_HEADER_BYTES + " bytes");
+            case TooLongHttpLineException e -> new RequestGuard.Refused(414, "uri_too_long",
+                    Refusal.URI_TOO_LONG, "The request line is longer than " + HttpServer.MAX_REQUEST_LINE_BYTES + " bytes");
+            case null -> new RequestGuard.Refused(400, "invalid_framing", Refusal.BAD_FRAMING, "Malformed HTTP request");
+            default -> new RequestGuard.Refused(400, "invalid_framing", Refusal.BAD_FRAMING,
+                    "Malformed HTTP request: " + ApiException.excerpt(String.valueOf(cause.getMessage())));
+        };
+        server.metrics.refused(refused.reason);
+        server.metrics.responded("other", refused.status);
+        busy = false;
+        releasePipelined();
+        if (!ctx.channel().isActive()) return;
+        guard.closeAfter(errorResponse(refused.error(), HttpVersion.HTTP_1_1));
+    }
+
     /** Writes a whole response and moves on to the next request. */
     private void respond(FullHttpResponse response, boolean keepAlive, String endpoint) {
         server.metrics.responded(endpoint, response.status().code());
@@ -213,16 +286,21 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
     private void next(boolean keepConnection) {
         busy = false;
         if (!keepConnection) {
+            // The connection closes once the answer is written.
             releasePipelined();
+            guard.closing();
+            guard.answering(false);
             return;
         }
-        FullHttpRequest queued = pipelined.poll();
-        if (queued != null) handle(queued);
+        pump();
     }
 
     @Override
     public void channelWritabilityChanged(ChannelHandlerContext ctx) throws Exception {
-        if (current != null && ctx.channel().isWritable()) current.writable();
+        if (ctx.channel().isWritable()) {
+            if (current != null) current.writable();
+            else pump();
+        }
         super.channelWritabilityChanged(ctx);
     }
 
@@ -234,6 +312,15 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
 
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+        if (cause instanceof DecoderException && ctx.channel().isActive()) {
+            // The codec gave up on the input: more than its pipeline depth (128) of unanswered
+            // requests arrived in one read, behind a long response. Answer what was read, then close.
+            LOG.fine(() -> "closing after the queued requests: " + cause);
+            lastQueued = true;
+            closeWhenAnswered = true;
+            pump();
+            return;
+        }
         // Resets and broken pipes are clients leaving; anything else is worth a line.
         if (!(cause instanceof IOException)) LOG.log(Level.WARNING, "connection failed", cause);
         ctx.close();
@@ -251,7 +338,8 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
 
     static void requireMethod(HttpMethod actual, HttpMethod allowed, String path) {
         if (!actual.equals(allowed)) {
-            throw new MethodNotAllowed(allowed, "Method " + actual + " is not allowed on " + path + "; use " + allowed);
+            throw new MethodNotAllowed(allowed, "Method " + ApiException.excerpt(actual.name()) + " is not allowed on " + path
+                    + "; use " + allowed);
         }
     }
 

@@ -80,8 +80,8 @@ final class CallPlanner {
             return server.backend.resolveKvPolicy(o.kvPolicy());
         } catch (IllegalArgumentException e) {
             // The parser quotes the spec it was given; a client gets back at most a short prefix of it.
-            String why = String.valueOf(e.getMessage()).replace(o.kvPolicy(), ApiException.clip(o.kvPolicy()));
-            throw ApiException.invalid("kv_policy", "invalid kv_policy '" + ApiException.clip(o.kvPolicy()) + "': " + why);
+            String why = String.valueOf(e.getMessage()).replace(o.kvPolicy(), ApiException.excerpt(o.kvPolicy()));
+            throw ApiException.invalid("kv_policy", "invalid kv_policy '" + ApiException.excerpt(o.kvPolicy()) + "': " + why);
         }
     }
 

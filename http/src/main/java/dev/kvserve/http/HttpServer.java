@@ -1,7 +1,10 @@
 package dev.kvserve.http;
 
+import dev.kvserve.http.openai.ApiException;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
@@ -12,7 +15,10 @@ import io.netty.channel.group.DefaultChannelGroup;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.channel.socket.nio.NioServerSocketChannel;
+import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.codec.http.HttpVersion;
+import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.GlobalEventExecutor;
 
 import java.net.InetSocketAddress;
@@ -24,8 +30,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 
 /**
- * The OpenAI-compatible HTTP server over one {@link ServingBackend}: Netty's HTTP/1.1 codec, a
- * body-size guard, and {@link ApiHandler} per connection.
+ * The OpenAI-compatible HTTP server over one {@link ServingBackend}. Per connection:
+ * {@link ConnectionGuard} (keep-alive and request-read timeouts), Netty's HTTP/1.1 codec (line and
+ * header size limits), {@link RequestGuard} (header count, smuggling-prone framing),
+ * {@link RequestAggregator} (body size) and {@link ApiHandler}; connections over the limit get a 503.
  *
  * <pre>{@code
  * try (HttpServer server = HttpServer.start(backend, ServerOptions.defaults().withPort(0))) {
@@ -38,6 +46,12 @@ import java.util.logging.Logger;
 public final class HttpServer implements AutoCloseable {
 
     private static final Logger LOG = Logger.getLogger(HttpServer.class.getName());
+    /** Longest request line (method, URI, version); longer gets a 414. nginx's large_client_header_buffers is 8k. */
+    static final int MAX_REQUEST_LINE_BYTES = 8192;
+    /** Largest header section; larger gets a 431. */
+    static final int MAX_HEADER_BYTES = 16384;
+    /** Body bytes the codec hands on at a time (the aggregator joins them). */
+    private static final int MAX_CHUNK_BYTES = 65536;
 
     private final ServerState state;
     private final EventLoopGroup acceptor;
@@ -64,15 +78,64 @@ public final class HttpServer implements AutoCloseable {
                         @Override
                         protected void initChannel(SocketChannel ch) {
                             connections.add(ch);
-                            ch.pipeline().addLast("codec", new HttpServerCodec(8192, 16384, 65536));
-                            ch.pipeline().addLast("body", new RequestAggregator(options.maxBodyBytes(), state.metrics));
-                            ch.pipeline().addLast("api", new ApiHandler(state));
+                            int open = state.connections.incrementAndGet();
+                            ch.closeFuture().addListener(f -> state.connections.decrementAndGet());
+                            if (open > options.maxConnections()) {
+                                ch.pipeline().addLast("codec", new HttpServerCodec(codecConfig()));
+                                ch.pipeline().addLast("refuse", new RefuseConnection(state.metrics, options.maxConnections()));
+                                return;
+                            }
+                            ConnectionGuard guard = new ConnectionGuard(options, state.metrics);
+                            ch.pipeline().addLast("guard", guard);
+                            ch.pipeline().addLast("codec", new HttpServerCodec(codecConfig()));
+                            ch.pipeline().addLast("checks", new RequestGuard());
+                            ch.pipeline().addLast("body", new RequestAggregator(options.maxBodyBytes(), state.metrics, guard));
+                            ch.pipeline().addLast("api", new ApiHandler(state, guard));
                         }
                     });
             this.listener = bootstrap.bind(options.host(), options.port()).sync().channel();
         } catch (RuntimeException | InterruptedException e) {
             shutdownGroups();
             throw e;
+        }
+    }
+
+    /**
+     * The codec as RFC 9112 asks of a server: Transfer-Encoding beside Content-Length, or a final
+     * coding other than chunked, is a failed request (not silently reinterpreted), and so are
+     * repeated Content-Length values; see also {@link RequestGuard}. Netty's pipeline depth (128
+     * unanswered requests) stays: {@link ApiHandler} stops reading long before, except within one read.
+     */
+    private static HttpDecoderConfig codecConfig() {
+        return new HttpDecoderConfig()
+                .setMaxInitialLineLength(MAX_REQUEST_LINE_BYTES)
+                .setMaxHeaderSize(MAX_HEADER_BYTES)
+                .setMaxChunkSize(MAX_CHUNK_BYTES)
+                .setAllowDuplicateContentLengths(false)
+                .setUseRfc9112TransferEncoding(true);
+    }
+
+    /** Answers a connection over the limit with a 503 before it can send anything, and closes it. */
+    private static final class RefuseConnection extends ChannelInboundHandlerAdapter {
+        private final HttpMetrics metrics;
+        private final int limit;
+
+        RefuseConnection(HttpMetrics metrics, int limit) {
+            this.metrics = metrics;
+            this.limit = limit;
+        }
+
+        @Override
+        public void channelActive(ChannelHandlerContext ctx) {
+            metrics.refused(HttpMetrics.Refusal.CONNECTION_LIMIT);
+            metrics.responded("other", 503);
+            ApiException error = ApiException.overloaded("The server has " + limit + " connections open, its limit; retry later");
+            ConnectionGuard.closeAfter(ctx.channel(), ApiHandler.errorResponse(error, HttpVersion.HTTP_1_1));
+        }
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            ReferenceCountUtil.release(msg);
         }
     }
 

@@ -3,11 +3,14 @@ package dev.kvserve.http;
 import dev.kvserve.http.openai.ApiException;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.CompositeByteBuf;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.handler.codec.DecoderResult;
 import io.netty.handler.codec.http.DefaultFullHttpRequest;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.EmptyHttpHeaders;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.HttpContent;
 import io.netty.handler.codec.http.HttpHeaderNames;
@@ -28,6 +31,7 @@ final class RequestAggregator extends ChannelInboundHandlerAdapter {
 
     private final long maxBodyBytes;
     private final HttpMetrics metrics;
+    private final ConnectionGuard guard;
     private HttpRequest head;
     private CompositeByteBuf body;
     private boolean discarding;
@@ -35,9 +39,10 @@ final class RequestAggregator extends ChannelInboundHandlerAdapter {
     /** A client that keeps sending after its 413 is cut off here rather than drained forever. */
     private static final long MAX_DISCARD_BYTES = 64L << 20;
 
-    RequestAggregator(long maxBodyBytes, HttpMetrics metrics) {
+    RequestAggregator(long maxBodyBytes, HttpMetrics metrics, ConnectionGuard guard) {
         this.maxBodyBytes = maxBodyBytes;
         this.metrics = metrics;
+        this.guard = guard;
     }
 
     @Override
@@ -60,9 +65,12 @@ final class RequestAggregator extends ChannelInboundHandlerAdapter {
         releaseBody();
         discarding = false;
         if (request.decoderResult().isFailure()) {
-            // Pass it on: the API handler answers malformed requests with a 400.
-            head = request;
-            body = ctx.alloc().compositeBuffer();
+            // Pass it on at once, without its body (the connection ends with the answer): the API
+            // handler answers malformed or refused heads in their turn. Their content is dropped below.
+            FullHttpRequest full = new DefaultFullHttpRequest(request.protocolVersion(), request.method(), request.uri(),
+                    Unpooled.EMPTY_BUFFER, request.headers(), EmptyHttpHeaders.INSTANCE);
+            full.setDecoderResult(request.decoderResult());
+            ctx.fireChannelRead(full);
             return;
         }
         long declared = HttpUtil.getContentLength(request, -1L);
@@ -101,7 +109,11 @@ final class RequestAggregator extends ChannelInboundHandlerAdapter {
         }
         if (chunk.isReadable()) body.addComponent(true, chunk.retain());
         if (content.decoderResult().isFailure() && !head.decoderResult().isFailure()) {
-            head.setDecoderResult(content.decoderResult());
+            // E.g. a bad chunk size line: the body's framing is broken, whatever exception the codec chose.
+            Throwable cause = content.decoderResult().cause();
+            head.setDecoderResult(DecoderResult.failure(new RequestGuard.Refused(400, "invalid_framing",
+                    HttpMetrics.Refusal.BAD_FRAMING, "Malformed request body: "
+                    + ApiException.excerpt(cause == null ? "unreadable" : String.valueOf(cause.getMessage())))));
         }
         if (content instanceof LastHttpContent last) {
             FullHttpRequest full = new DefaultFullHttpRequest(head.protocolVersion(), head.method(), head.uri(), body,
@@ -115,6 +127,8 @@ final class RequestAggregator extends ChannelInboundHandlerAdapter {
 
     private void refuse(ChannelHandlerContext ctx, HttpRequest request, long declared) {
         head = null;
+        // The connection ends once the body is drained; a body that never ends is cut by the read timeout.
+        guard.closing();
         discarding = true;
         discarded = 0;
         ApiException error = new ApiException(413, "invalid_request_error", null, "request_too_large",

@@ -93,18 +93,69 @@ public final class ServeCommand implements Callable<Integer> {
             description = "On shutdown, how long running requests may finish before they are cancelled (default: ${DEFAULT-VALUE}).")
     int shutdownGraceSeconds;
 
+    @Option(names = "--keep-alive-timeout", defaultValue = "60", paramLabel = "SECONDS",
+            description = "Close a connection with no request in progress after this long (default: ${DEFAULT-VALUE}).")
+    int keepAliveTimeoutSeconds;
+
+    @Option(names = "--request-timeout", defaultValue = "30", paramLabel = "SECONDS",
+            description = {"A request's head and body must arrive within this long of its first byte, else HTTP 408",
+                    "(responses, streams included, are never cut by it; default: ${DEFAULT-VALUE})."})
+    int requestTimeoutSeconds;
+
+    @Option(names = "--max-connections", defaultValue = "1024",
+            description = "Most open connections; more get HTTP 503 and are closed (default: ${DEFAULT-VALUE}).")
+    int maxConnections;
+
+    @Option(names = "--api-key", split = ",", paramLabel = "KEY",
+            description = {"Require 'Authorization: Bearer KEY' on /v1/* (repeatable or a comma list; default: the",
+                    "comma list in $" + API_KEY_ENV + ", else no key)."})
+    List<String> apiKeys = new ArrayList<>();
+
+    @Option(names = "--api-key-all-endpoints",
+            description = "Require the API key on /health and /metrics too.")
+    boolean apiKeyAllEndpoints;
+
+    static final String API_KEY_ENV = "KVSERVE_API_KEY";
+
+    /** The keys from the flags, else from the environment variable (keys are kept out of shell history that way). */
+    List<String> apiKeys(Map<String, String> env) {
+        List<String> keys = new ArrayList<>();
+        if (!apiKeys.isEmpty()) {
+            keys.addAll(apiKeys);
+        } else if (env.get(API_KEY_ENV) != null) {
+            keys.addAll(Arrays.asList(env.get(API_KEY_ENV).split(",")));
+        }
+        keys.replaceAll(String::trim);
+        keys.removeIf(String::isEmpty);
+        return keys;
+    }
+
+    ServerOptions serverOptions(Map<String, String> env) {
+        if (shutdownGraceSeconds < 0) throw new IllegalArgumentException("--shutdown-grace must be >= 0, got " + shutdownGraceSeconds);
+        if (keepAliveTimeoutSeconds < 1) throw new IllegalArgumentException("--keep-alive-timeout must be >= 1, got " + keepAliveTimeoutSeconds);
+        if (requestTimeoutSeconds < 1) throw new IllegalArgumentException("--request-timeout must be >= 1, got " + requestTimeoutSeconds);
+        if (maxConnections < 1) throw new IllegalArgumentException("--max-connections must be >= 1, got " + maxConnections);
+        List<String> keys = apiKeys(env);
+        if (apiKeyAllEndpoints && keys.isEmpty()) {
+            throw new IllegalArgumentException("--api-key-all-endpoints needs --api-key or $" + API_KEY_ENV);
+        }
+        return new ServerOptions(host, port, ioThreads, ByteSize.parse(maxBody), Duration.ofSeconds(shutdownGraceSeconds))
+                .withTimeouts(Duration.ofSeconds(keepAliveTimeoutSeconds), Duration.ofSeconds(requestTimeoutSeconds))
+                .withMaxConnections(maxConnections)
+                .withApiKeys(keys, apiKeyAllEndpoints);
+    }
+
     @Override
     public Integer call() throws Exception {
         Logging.configure();
         if (maxQueue < 0) throw new IllegalArgumentException("--max-queue must be >= 0, got " + maxQueue);
-        if (shutdownGraceSeconds < 0) throw new IllegalArgumentException("--shutdown-grace must be >= 0, got " + shutdownGraceSeconds);
+        ServerOptions options = serverOptions(System.getenv());
         long budget = ByteSize.parse(kvBudget);
         Preemption preemptionMode = switch (preemption) {
             case "swap" -> Preemption.SWAP;
             case "recompute" -> Preemption.RECOMPUTE;
             default -> throw new IllegalArgumentException("--preemption must be swap or recompute, got '" + preemption + "'");
         };
-        ServerOptions options = new ServerOptions(host, port, ioThreads, ByteSize.parse(maxBody), Duration.ofSeconds(shutdownGraceSeconds));
         KvPolicyGate gate = gate();
         Path modelPath = modelOptions.modelPath();
         long loadStart = System.nanoTime();
@@ -128,10 +179,12 @@ public final class ServeCommand implements Callable<Integer> {
         }
         ModelCard model = backend.model();
         Logging.line("INFO", String.format("kvserve serving %s at %s/v1  (KV policy %s, KV budget %s, max batch %d, context %d, "
-                        + "KV profiles: %s; chat template: %s; loaded in %.1fs)",
+                        + "KV profiles: %s; chat template: %s; API key %s; loaded in %.1fs)",
                 model.id(), server.url(), model.defaultKvPolicy(), ByteSize.format(budget), maxBatch, model.contextLength(),
                 gate.profiles().isEmpty() ? "none" : String.join(", ", gate.profiles().keySet()),
                 model.chatTemplate() == null ? "none, using the plain role transcript" : "from the model",
+                options.apiKeys().isEmpty() ? "not required" : "required (" + options.apiKeys().size() + " key(s), "
+                        + (options.apiKeyAllEndpoints() ? "every endpoint" : "/v1/*") + ")",
                 (System.nanoTime() - loadStart) / 1e9));
 
         CountDownLatch stopped = new CountDownLatch(1);

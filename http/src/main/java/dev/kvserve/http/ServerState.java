@@ -5,6 +5,7 @@ import dev.kvserve.http.openai.ChatTemplate;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /** What every connection's handler shares. */
 final class ServerState {
@@ -14,6 +15,9 @@ final class ServerState {
     final ChatTemplate chatTemplate;
     final ServerOptions options;
     final HttpMetrics metrics = new HttpMetrics();
+    final ApiKeys apiKeys;
+    /** Open connections, refused ones included until they close; over options.maxConnections() new ones get a 503. */
+    final AtomicInteger connections = new AtomicInteger();
     /** Requests parsed off the event loop: JSON, chat template, tokenizer and submission. */
     final ExecutorService prep;
     /** Generation requests being answered; shutdown waits for this to empty. */
@@ -65,6 +69,7 @@ final class ServerState {
         this.model = backend.model();
         this.chatTemplate = ChatTemplate.of(model.chatTemplate(), model.bosToken(), model.eosToken());
         this.options = options;
+        this.apiKeys = new ApiKeys(options.apiKeys(), options.apiKeyAllEndpoints());
         this.prep = prep;
         this.systemFingerprint = "fp_" + Integer.toHexString((model.id() + "|" + model.defaultKvPolicy()).hashCode());
     }

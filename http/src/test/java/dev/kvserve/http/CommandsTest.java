@@ -56,6 +56,37 @@ class CommandsTest {
     }
 
     @Test
+    void serveLimitsAndApiKeys() {
+        ServeCommand serve = new ServeCommand();
+        new CommandLine(serve).parseArgs("--keep-alive-timeout", "5", "--request-timeout", "7", "--max-connections", "9",
+                "--api-key", "sk-a,sk-b", "--api-key", "sk-c", "--api-key-all-endpoints");
+        ServerOptions options = serve.serverOptions(java.util.Map.of("KVSERVE_API_KEY", "sk-env"));
+        assertThat(options.keepAliveTimeout()).isEqualTo(java.time.Duration.ofSeconds(5));
+        assertThat(options.requestReadTimeout()).isEqualTo(java.time.Duration.ofSeconds(7));
+        assertThat(options.maxConnections()).isEqualTo(9);
+        assertThat(options.apiKeys()).containsExactly("sk-a", "sk-b", "sk-c");
+        assertThat(options.apiKeyAllEndpoints()).isTrue();
+        assertThat(options.toString()).doesNotContain("sk-");
+
+        ServeCommand defaults = new ServeCommand();
+        new CommandLine(defaults).parseArgs();
+        ServerOptions plain = defaults.serverOptions(java.util.Map.of());
+        assertThat(plain.keepAliveTimeout()).isEqualTo(ServerOptions.DEFAULT_KEEP_ALIVE_TIMEOUT).hasSeconds(60);
+        assertThat(plain.requestReadTimeout()).isEqualTo(ServerOptions.DEFAULT_REQUEST_READ_TIMEOUT).hasSeconds(30);
+        assertThat(plain.maxConnections()).isEqualTo(1024);
+        assertThat(plain.apiKeys()).isEmpty();
+        assertThat(defaults.serverOptions(java.util.Map.of("KVSERVE_API_KEY", "sk-x, sk-y")).apiKeys()).containsExactly("sk-x", "sk-y");
+
+        ServeCommand lonely = new ServeCommand();
+        new CommandLine(lonely).parseArgs("--api-key-all-endpoints");
+        assertThatThrownBy(() -> lonely.serverOptions(java.util.Map.of()))
+                .hasMessage("--api-key-all-endpoints needs --api-key or $KVSERVE_API_KEY");
+        ServeCommand zero = new ServeCommand();
+        new CommandLine(zero).parseArgs("--request-timeout", "0");
+        assertThatThrownBy(() -> zero.serverOptions(java.util.Map.of())).hasMessage("--request-timeout must be >= 1, got 0");
+    }
+
+    @Test
     void benchOptionsAndBadOutput() {
         ServeBenchCommand bench = new ServeBenchCommand();
         CommandLine cli = new CommandLine(bench);

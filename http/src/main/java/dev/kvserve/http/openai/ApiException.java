@@ -32,19 +32,22 @@ public final class ApiException extends RuntimeException {
 
     public static ApiException modelNotFound(String model) {
         return new ApiException(404, "invalid_request_error", "model", "model_not_found",
-                "The model '" + clip(model) + "' does not exist");
+                "The model '" + excerpt(model) + "' does not exist");
     }
 
-    /** Most characters of a client's own input an error message repeats. */
-    public static final int ECHO_LIMIT = 64;
+    /** Most characters of client text an error message repeats. */
+    public static final int MAX_ECHO = 64;
 
     /**
-     * {@code text} cut to {@link #ECHO_LIMIT} characters with an ellipsis: error messages quote what
-     * the client sent so it can find its mistake, but never send a large input back (or into logs).
+     * Client text as an error message may repeat it: at most {@link #MAX_ECHO} characters, then an
+     * ellipsis, so a huge header or path does not come back whole (or fill the logs).
      */
-    public static String clip(String text) {
-        if (text == null || text.length() <= ECHO_LIMIT) return text;
-        return text.substring(0, ECHO_LIMIT) + "...";
+    public static String excerpt(String clientText) {
+        if (clientText == null) return "";
+        if (clientText.length() <= MAX_ECHO) return clientText;
+        int end = MAX_ECHO;
+        if (Character.isHighSurrogate(clientText.charAt(end - 1))) end--;
+        return clientText.substring(0, end) + "\u2026";
     }
 
     public static ApiException overloaded(String message) {
