@@ -41,6 +41,9 @@ public record SamplingOptions(
         stop = List.copyOf(stop);
     }
 
+    /** Longest {@code kv_policy} accepted (the longest built-in spec, every parameter written, is under 300). */
+    static final int MAX_KV_POLICY_CHARS = 512;
+
     static SamplingOptions parse(Fields f, String maxTokensField, int minMaxTokens) {
         String model = f.string("model");
         Integer maxTokens = f.integer(maxTokensField, null, minMaxTokens, Integer.MAX_VALUE);
@@ -56,6 +59,11 @@ public record SamplingOptions(
         int n = f.integer("n", 1, 1, MAX_N);
         String kvPolicy = f.string("kv_policy");
         if (kvPolicy != null && kvPolicy.isBlank()) throw ApiException.invalid("kv_policy", "'kv_policy' must not be blank");
+        // Specs are short; a long one would only come back whole in the parser's messages.
+        if (kvPolicy != null && kvPolicy.length() > MAX_KV_POLICY_CHARS) {
+            throw ApiException.invalid("kv_policy", "'kv_policy' has " + kvPolicy.length() + " characters; at most "
+                    + MAX_KV_POLICY_CHARS + " are accepted");
+        }
         boolean ignoreEos = f.bool("ignore_eos", false);
         boolean stream = f.bool("stream", false);
         boolean includeUsage = false;
