@@ -95,6 +95,22 @@ class SchedulerTest {
     }
 
     @Test
+    void aSequenceWhosePolicyCannotOpenFailsAloneAndTheQueueMovesOn() {
+        var pool = pool(1 << 20).unopenable("q4");
+        var scheduler = new Scheduler(pool, 8, 64);
+        Sequence broken = seq(5, "q4");
+        Sequence fine = seq(5, "f16");
+        scheduler.add(broken);
+        scheduler.add(fine);
+        var plan = step(scheduler);
+        assertThat(plan.failed()).extracting(Scheduler.Failure::seq).containsExactly(broken);
+        assertThat(plan.failed().getFirst().cause()).hasMessage("policy q4 cannot open a cache here");
+        assertThat(plan.items()).extracting(Scheduler.Item::seq).containsExactly(fine);
+        assertThat(scheduler.waitingCount()).isZero();
+        assertThat(scheduler.runningCount()).isEqualTo(1);
+    }
+
+    @Test
     void everyStepStaysWithinBudgetAndBatch() {
         var scheduler = new Scheduler(pool(1 << 20), 3, 10);
         for (int i = 0; i < 7; i++) scheduler.add(seq(3 + 5 * i, "q4"));
