@@ -74,6 +74,11 @@ public final class Engine implements AutoCloseable {
     }
 
     Engine(Parts parts, String defaultPolicy, Preemption preemption, int maxBatch, int maxTokensPerStep, int maxWaiting) {
+        this(parts, defaultPolicy, preemption, maxBatch, maxTokensPerStep, Scheduler.defaultPrefillChunk(maxTokensPerStep), maxWaiting);
+    }
+
+    Engine(Parts parts, String defaultPolicy, Preemption preemption, int maxBatch, int maxTokensPerStep, int prefillChunk,
+           int maxWaiting) {
         this.model = parts.model();
         this.pool = parts.pool();
         this.tokenizer = parts.tokenizer();
@@ -86,7 +91,8 @@ public final class Engine implements AutoCloseable {
         this.defaultPolicy = pool.canonical(defaultPolicy);
         KvGeometry geometry = model.kvGeometry();
         this.fp16BytesPerToken = 2L * geometry.layers() * geometry.kvDim() * Short.BYTES;
-        Scheduler scheduler = new Scheduler(pool, Objects.requireNonNull(preemption, "preemption"), maxBatch, maxTokensPerStep);
+        Scheduler scheduler = new Scheduler(pool, Objects.requireNonNull(preemption, "preemption"), maxBatch, maxTokensPerStep,
+                Math.min(prefillChunk, maxTokensPerStep));
         this.loop = new EngineLoop(model, pool, scheduler, counters, unadmitted);
         startThread();
     }
@@ -314,6 +320,7 @@ public final class Engine implements AutoCloseable {
         private int maxBatch = 32;
         private Preemption preemption = Preemption.SWAP;
         private int maxTokensPerStep = 512;
+        private int prefillChunk = -1;
         private int maxWaiting = 1024;
         private int threads = Runtime.getRuntime().availableProcessors();
         private String backend = "auto";
@@ -371,6 +378,18 @@ public final class Engine implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Most prompt tokens one sequence prefills in a step while other requests want budget (vLLM's
+         * {@code long_prefill_token_threshold}), so that a long prompt never holds back a short request
+         * for its whole prefill; alone, a prompt uses the whole step budget. Default a quarter of
+         * {@link #maxTokensPerStep}; {@code maxTokensPerStep} or more turns the cap off.
+         */
+        public Builder prefillChunk(int tokens) {
+            if (tokens < 1) throw new IllegalArgumentException("prefillChunk must be >= 1, got " + tokens);
+            this.prefillChunk = tokens;
+            return this;
+        }
+
         /** Most requests waiting for admission before submit throws {@link QueueFullException}; default 1024. */
         public Builder maxWaiting(int requests) {
             if (requests < 0) throw new IllegalArgumentException("maxWaiting must be >= 0, got " + requests);
@@ -425,7 +444,8 @@ public final class Engine implements AutoCloseable {
 
         /** Engine over already-built parts (tests, and {@link #build()}). */
         Engine build(Parts parts) {
-            return new Engine(parts, kvPolicy, preemption, maxBatch, maxTokensPerStep, maxWaiting);
+            int chunk = prefillChunk > 0 ? prefillChunk : Scheduler.defaultPrefillChunk(maxTokensPerStep);
+            return new Engine(parts, kvPolicy, preemption, maxBatch, maxTokensPerStep, chunk, maxWaiting);
         }
     }
 }

@@ -25,6 +25,13 @@ import java.util.List;
  * step that had to preempt, and the waiting queue is never overtaken: if its head does not fit,
  * nothing behind it is admitted either.
  *
+ * <p>No request waits behind a long prompt: while anyone else wants budget (a request is waiting, or
+ * a later sequence is prefilling too), one sequence's prefill chunk is capped at a fraction of the
+ * step budget (vLLM's {@code long_prefill_token_threshold}), so every step leaves room to admit the
+ * head of the queue; alone, a prompt takes the whole budget. Decodes come first in any case, so a
+ * running sequence gets its token every step. Chunk sizes never change results: a chunk's tokens
+ * attend exactly as they would in any other chunking.
+ *
  * <p>A sequence whose own policy fails it while it is scheduled (a policy part that cannot be bound
  * to this model when its cache opens, a pool call that throws for its cache) is taken out and
  * reported in {@link Plan#failed}; the rest of the plan is unaffected.
@@ -77,6 +84,8 @@ final class Scheduler {
     private final Preemption preemption;
     private final int maxBatch;
     private final int stepTokens;
+    /** Most tokens of one sequence's prefill chunk while others want budget. */
+    private final int prefillChunk;
     private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();
     /** Sequences holding a cache, oldest arrival first. */
     private final List<Sequence> running = new ArrayList<>();
@@ -86,6 +95,15 @@ final class Scheduler {
     }
 
     Scheduler(KvSpace pool, Preemption preemption, int maxBatch, int stepTokens) {
+        this(pool, preemption, maxBatch, stepTokens, stepTokens);
+    }
+
+    /**
+     * @param prefillChunk most prompt tokens one sequence prefills in a step while other sequences
+     *                     want budget; {@code stepTokens} turns the cap off
+     */
+    Scheduler(KvSpace pool, Preemption preemption, int maxBatch, int stepTokens, int prefillChunk) {
+        if (prefillChunk < 1) throw new IllegalArgumentException("the prefill chunk cap must be >= 1, got " + prefillChunk);
         if (maxBatch < 1) throw new IllegalArgumentException("maxBatch must be >= 1, got " + maxBatch);
         if (stepTokens < maxBatch) {
             throw new IllegalArgumentException("the per-step token budget (" + stepTokens
@@ -95,6 +113,12 @@ final class Scheduler {
         this.preemption = preemption;
         this.maxBatch = maxBatch;
         this.stepTokens = stepTokens;
+        this.prefillChunk = prefillChunk;
+    }
+
+    /** Default prefill chunk cap for a step budget: a quarter of it, so four long prompts fill a step. */
+    static int defaultPrefillChunk(int stepTokens) {
+        return Math.max(1, stepTokens / 4);
     }
 
     /** Queues a new request behind everything waiting. */
@@ -160,6 +184,9 @@ final class Scheduler {
                 if (budget == 0) break;
                 if (seq.state() != phase) continue;
                 int chunk = Math.min(seq.pending(), budget);
+                if (phase == Sequence.State.PREFILLING && (canAdmit(0) || prefillingAfter(i))) {
+                    chunk = Math.min(chunk, prefillChunk);
+                }
                 boolean room;
                 try {
                     room = makeRoom(seq, chunk, items, preempted);
@@ -206,6 +233,25 @@ final class Scheduler {
         return new Plan(List.copyOf(items), List.copyOf(preempted), List.copyOf(exhausted), List.copyOf(failed));
     }
 
+    /** Whether a sequence after {@code index} in the running list is prefilling too (and wants budget). */
+    private boolean prefillingAfter(int index) {
+        for (int j = index + 1; j < running.size(); j++) {
+            if (running.get(j).state() == Sequence.State.PREFILLING) return true;
+        }
+        return false;
+    }
+
+    /** Whether a waiting request other than the first {@code ahead} could still join the batch. */
+    private boolean canAdmit(int ahead) {
+        return waiting.size() > ahead && running.size() + ahead < maxBatch;
+    }
+
+    /** A prefill chunk of the head of the queue being admitted: capped when a request behind it could be admitted too. */
+    private int admissionChunk(int pending, int budget) {
+        int chunk = Math.min(pending, budget);
+        return canAdmit(1) ? Math.min(chunk, prefillChunk) : chunk;
+    }
+
     private boolean admit(Sequence seq, int budget, List<Item> items) {
         if (seq.isSwapped()) {
             Boolean resumed = resume(seq, budget, items);
@@ -236,7 +282,7 @@ final class Scheduler {
                 cache = pool.fork(donor.kv(), shared);
                 shared = cache == null ? 0 : cache.length();
             }
-            chunk = Math.min(seq.length() - shared, budget);
+            chunk = admissionChunk(seq.length() - shared, budget);
             // Alone, a sequence of an offload policy may hold more than the pool (it spills); beside
             // others it is admitted only when it fits whole, as running sequences stay resident.
             boolean alone = running.isEmpty() && items.isEmpty();
@@ -269,7 +315,7 @@ final class Scheduler {
      * read them. Null when a block was lost and the sequence must be recomputed instead.
      */
     private Boolean resume(Sequence seq, int budget, List<Item> items) {
-        int chunk = Math.min(seq.pending(), budget);
+        int chunk = admissionChunk(seq.pending(), budget);
         long need = pool.swapInBytes(seq.kv()) + pool.bytesFor(seq.policy, seq.length() + 1) - pool.bytesFor(seq.policy, seq.computed());
         boolean alone = running.isEmpty() && items.isEmpty();
         boolean eager = pool.freeBytes() - owedToPrefills(items) >= need;
