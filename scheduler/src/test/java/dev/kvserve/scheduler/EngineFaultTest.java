@@ -170,15 +170,22 @@ class EngineFaultTest {
     @Test
     void aPolicyThatCannotOpenItsCacheFailsOnlyThatRequest() {
         List<int[]> expected = reference(PROMPTS.subList(0, 2));
+        // the second: a built-in eviction rule skipping a layer this 5-layer model lacks, which only
+        // opening a cache finds out
         List<CompletableFuture<GenerationResult>> results = submitTogether(greedy(PROMPTS.get(0), "fp16"),
-                List.of(greedy(PROMPTS.get(2), "fp16+testfault:open=true"), greedy(PROMPTS.get(1), "fp16")));
+                List.of(greedy(PROMPTS.get(2), "fp16+testfault:open=true"), greedy(PROMPTS.get(3), "fp16+l2:skip=40"),
+                        greedy(PROMPTS.get(1), "fp16")));
 
         assertThatThrownBy(() -> results.get(1).join()).isInstanceOf(CompletionException.class)
                 .cause().isInstanceOf(IllegalStateException.class)
                 .hasMessageContaining("failed to get its KV cache")
                 .hasMessageContaining("injected fault: testfault cannot open a cache");
+        assertThatThrownBy(() -> results.get(2).join()).isInstanceOf(CompletionException.class)
+                .cause().isInstanceOf(IllegalStateException.class)
+                .hasMessageContaining("failed to get its KV cache")
+                .hasMessageContaining("layer 40 does not exist");
         assertThat(results.get(0).join().tokenIds()).containsExactly(expected.get(0));
-        assertThat(results.get(2).join().tokenIds()).containsExactly(expected.get(1));
+        assertThat(results.get(3).join().tokenIds()).containsExactly(expected.get(1));
         assertEverythingFreedAndServing();
         assertThat(engine.generate(greedy(PROMPTS.get(0), "fp16")).tokenIds()).containsExactly(expected.get(0));
     }
