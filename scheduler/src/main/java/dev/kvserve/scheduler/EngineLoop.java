@@ -114,6 +114,7 @@ final class EngineLoop {
                     + cause, cause);
             // Failing a request frees its blocks; requests still in the inbox wait for the next thread.
             for (Generation g : List.copyOf(live)) g.fail(error);
+            forgetAll();
             restarts++;
             publish();
             return true;
@@ -192,7 +193,16 @@ final class EngineLoop {
         var error = new IllegalStateException("the engine step this request was in failed: " + cause, cause);
         List<Sequence> victims = scheduler.runningCount() > 0 ? List.copyOf(scheduler.running())
                 : scheduler.waiting().isEmpty() ? List.of() : List.of(scheduler.waiting().getFirst());
-        for (Sequence seq : victims) seq.generation.fail(error);
+        for (Sequence seq : victims) {
+            seq.generation.fail(error);
+            scheduler.finish(seq);   // even if its request had ended: nothing may spin on it
+        }
+    }
+
+    /** Frees whatever the scheduler still holds after every live request failed (nothing, unless a bug left it there). */
+    private void forgetAll() {
+        for (Sequence seq : List.copyOf(scheduler.running())) scheduler.finish(seq);
+        for (Sequence seq : scheduler.waiting()) scheduler.finish(seq);
     }
 
     /** The error a request gets when something of its own failed it. */

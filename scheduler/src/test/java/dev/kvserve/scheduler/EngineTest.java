@@ -407,6 +407,22 @@ class EngineTest {
     }
 
     @Test
+    void aFailedStepWithNobodyToBlameFailsItsRequestsAndTheEngineServesOn() {
+        Engine engine = engine(1 << 20, 4, 64, 10);
+        GenerationResult reference = engine.generate(greedy("hello", 8));
+        model.failNext = new IllegalStateException("backend lost its device");
+        assertThatThrownBy(() -> engine.generate(greedy("hello", 8))).isInstanceOf(IllegalStateException.class)
+                .hasMessageContaining("the model step failed for its 1 requests")
+                .hasMessageContaining("backend lost its device");
+        EngineHealth health = engine.health();
+        assertThat(health.status()).isEqualTo(EngineHealth.Status.SERVING);
+        assertThat(health.restarts()).isZero();
+        assertThat(health.lastFailure()).contains("backend lost its device");
+        assertThat(engine.generate(greedy("hello", 8))).isEqualTo(reference);
+        assertNoBlocksHeld(engine);
+    }
+
+    @Test
     void statsCountTokensAndLatencies() {
         Engine engine = engine(1 << 20, 4, 64, 10);
         engine.generate(greedy("one", 10));
