@@ -38,6 +38,9 @@ import java.util.concurrent.Future;
  * <p>Work is split into tasks of (sequence, KV head, tile of query rows): the {@code groupSize}
  * query heads sharing a KV head and up to {@link #ROW_TILE} rows read each block once. Buffers are
  * host memory (the CPU backend's segments), F32, native byte order.
+ *
+ * <p>A {@code RuntimeException} from one sequence's work (storing, its policy's hooks, its attention
+ * tasks) is that sequence's fault: see {@link StepBatch#isolating}.
  */
 public final class PagedAttention implements KvAttention, AutoCloseable {
 
@@ -81,28 +84,54 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         int n = batch.size();
         Step[] steps = new Step[n];
         // inputs are read and outputs written on the caller's thread: the buffers may be confined to it
-        for (int i = 0; i < n; i++) steps[i] = new Step(layer, batch.get(i), sequence(batch.get(i).cache()), q, k, v);
+        for (int i = 0; i < n; i++) {
+            if (!batch.failed(i)) steps[i] = new Step(layer, batch.get(i), sequence(batch.get(i).cache()), q, k, v);
+        }
         // 1. store + pre-attention hooks, per sequence
-        run(n, i -> steps[i].prepare());
+        run(n, i -> {
+            if (steps[i] != null) steps[i].guarded(steps[i]::prepare);
+        });
+        collectFaults(batch, steps);
         // 2. attention tasks: (sequence, kv head, row tile)
         List<Callable<Void>> tasks = new ArrayList<>();
         for (Step s : steps) {
+            if (s == null) continue;
             for (int h = 0; h < geometry.kvHeads(); h++) {
                 for (int r = 0; r < s.entry.tokens(); r += ROW_TILE) {
                     int kvHead = h, r0 = r, r1 = Math.min(s.entry.tokens(), r + ROW_TILE);
                     tasks.add(() -> {
-                        s.attendTile(kvHead, r0, r1);
+                        s.guarded(() -> s.attendTile(kvHead, r0, r1));
                         return null;
                     });
                 }
             }
         }
         invoke(tasks);
-        // 3. outputs + post-attention hooks
-        for (Step s : steps) {
-            MemorySegment.copy(s.result, 0, out, F32, (long) s.entry.firstRow() * heads * d * 4, s.result.length);
+        collectFaults(batch, steps);
+        // 3. post-attention hooks, then outputs: a failed sequence's rows are zeros, which the
+        // row-independent rest of the decoder carries without touching anyone else's rows
+        run(n, i -> {
+            if (steps[i] != null) steps[i].guarded(steps[i]::finish);
+        });
+        collectFaults(batch, steps);
+        for (int i = 0; i < n; i++) {
+            StepBatch.Entry e = batch.get(i);
+            long offset = (long) e.firstRow() * heads * d * 4;
+            if (steps[i] != null) {
+                MemorySegment.copy(steps[i].result, 0, out, F32, offset, steps[i].result.length);
+            } else {
+                out.asSlice(offset, (long) e.tokens() * heads * d * 4).fill((byte) 0);
+            }
         }
-        run(n, i -> steps[i].finish());
+    }
+
+    /** Moves the faults of this phase into the batch (which throws the first one unless it isolates). */
+    private static void collectFaults(StepBatch batch, Step[] steps) {
+        for (int i = 0; i < steps.length; i++) {
+            if (steps[i] == null || steps[i].fault == null) continue;
+            batch.fail(i, steps[i].fault);
+            steps[i] = null;
+        }
     }
 
     private static void checkSize(String name, MemorySegment seg, long floats) {
@@ -162,9 +191,12 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
                 try {
                     f.get();
                 } catch (ExecutionException e) {
-                    if (e.getCause() instanceof RuntimeException re) throw re;
-                    if (e.getCause() instanceof Error err) throw err;
-                    throw new IllegalStateException(e.getCause());
+                    Throwable cause = e.getCause();
+                    // the pool may report a copy made on this thread, caused by the task's own exception
+                    if (cause.getCause() != null && cause.getCause().getClass() == cause.getClass()) cause = cause.getCause();
+                    if (cause instanceof RuntimeException re) throw re;
+                    if (cause instanceof Error err) throw err;
+                    throw new IllegalStateException(cause);
                 }
             }
         } catch (InterruptedException e) {
@@ -196,6 +228,20 @@ public final class PagedAttention implements KvAttention, AutoCloseable {
         final float[] qa;
         final float[] pre;
         final float[] vals;
+        /** The first exception of this sequence's work in this layer; its remaining work is skipped. */
+        volatile RuntimeException fault;
+
+        /** Runs a piece of this sequence's work; an exception fails this sequence, not the others of the step. */
+        void guarded(Runnable work) {
+            if (fault != null) return;
+            try {
+                work.run();
+            } catch (RuntimeException e) {
+                synchronized (this) {
+                    if (fault == null) fault = e;
+                }
+            }
+        }
 
         Step(int layer, StepBatch.Entry entry, PagedSequence seq, MemorySegment q, MemorySegment k, MemorySegment v) {
             this.layer = layer;

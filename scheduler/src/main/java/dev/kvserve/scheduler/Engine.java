@@ -36,6 +36,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * what else runs. For {@code n > 1} completions of one prompt, submit n requests (with different
  * seeds): identical prompt prefixes share KV blocks copy-on-write, so the prompt is cached once
  * wherever the pool and policy allow it.
+ *
+ * <p>One request cannot break the others: when its KV policy throws (opening its cache, or in a
+ * step) it alone fails, with an IllegalStateException saying so, and its blocks are freed; if the
+ * engine thread itself dies, it fails what it was running and is restarted ({@link #health()}).
  */
 public final class Engine implements AutoCloseable {
 
@@ -56,7 +60,8 @@ public final class Engine implements AutoCloseable {
     private final AtomicLong ids = new AtomicLong();
     private final AtomicBoolean closed = new AtomicBoolean();
     private final EngineLoop loop;
-    private final Thread thread;
+    /** The engine thread now: a fresh one replaces a thread that died (see {@link #health()}). */
+    private volatile Thread thread;
     private final ExecutorService streamDelivery = Executors.newVirtualThreadPerTaskExecutor();
     private final Runnable onClose;
 
@@ -69,6 +74,11 @@ public final class Engine implements AutoCloseable {
     }
 
     Engine(Parts parts, String defaultPolicy, Preemption preemption, int maxBatch, int maxTokensPerStep, int maxWaiting) {
+        this(parts, defaultPolicy, preemption, maxBatch, maxTokensPerStep, Scheduler.defaultPrefillChunk(maxTokensPerStep), maxWaiting);
+    }
+
+    Engine(Parts parts, String defaultPolicy, Preemption preemption, int maxBatch, int maxTokensPerStep, int prefillChunk,
+           int maxWaiting) {
         this.model = parts.model();
         this.pool = parts.pool();
         this.tokenizer = parts.tokenizer();
@@ -81,27 +91,51 @@ public final class Engine implements AutoCloseable {
         this.defaultPolicy = pool.canonical(defaultPolicy);
         KvGeometry geometry = model.kvGeometry();
         this.fp16BytesPerToken = 2L * geometry.layers() * geometry.kvDim() * Short.BYTES;
-        Scheduler scheduler = new Scheduler(pool, Objects.requireNonNull(preemption, "preemption"), maxBatch, maxTokensPerStep);
+        Scheduler scheduler = new Scheduler(pool, Objects.requireNonNull(preemption, "preemption"), maxBatch, maxTokensPerStep,
+                Math.min(prefillChunk, maxTokensPerStep));
         this.loop = new EngineLoop(model, pool, scheduler, counters, unadmitted);
-        this.thread = Thread.ofPlatform().name("kvserve-engine").daemon(true).unstarted(this::runLoop);
-        thread.start();
+        startThread();
+    }
+
+    private void startThread() {
+        Thread t = Thread.ofPlatform().name("kvserve-engine").daemon(true).unstarted(this::runLoop);
+        // set before the thread that died ends, so close() joins the fresh one next
+        thread = t;
+        t.start();
     }
 
     private void runLoop() {
+        boolean handedOver = false;
         try {
-            loop.run();
+            // The loop died and failed what it held: a fresh thread serves what comes next (the dead
+            // one's interrupt status and thread-locals are not to be trusted); without one, this one.
+            while (!handedOver && loop.run()) handedOver = startFresh();
         } finally {
-            // Failures of unfinished streams are queued by now: let them reach their subscribers.
-            streamDelivery.shutdown();
-            // The loop thread owns the model and the pool: nothing else touches them, even now.
+            if (!handedOver) shutDown();
+        }
+    }
+
+    private boolean startFresh() {
+        try {
+            startThread();
+            return true;
+        } catch (Throwable noThread) {
+            thread = Thread.currentThread();
+            return false;
+        }
+    }
+
+    private void shutDown() {
+        // Failures of unfinished streams are queued by now: let them reach their subscribers.
+        streamDelivery.shutdown();
+        // The loop thread owns the model and the pool: nothing else touches them, even now.
+        try {
+            pool.close();
+        } finally {
             try {
-                pool.close();
+                model.close();
             } finally {
-                try {
-                    model.close();
-                } finally {
-                    if (onClose != null) onClose.run();
-                }
+                if (onClose != null) onClose.run();
             }
         }
     }
@@ -180,6 +214,18 @@ public final class Engine implements AutoCloseable {
         return stream;
     }
 
+    /**
+     * Whether the engine serves requests now, for health checks: {@code SERVING}; {@code RESTARTING}
+     * for a moment after the engine thread died (its requests failed, new ones are queued for the
+     * fresh thread); {@code FAILED} when it could not be restarted (submit throws); {@code CLOSED}
+     * after {@link #close()}. Also how many times the thread was restarted and the last failure
+     * that was not a single request's own. Thread-safe and cheap.
+     */
+    public EngineHealth health() {
+        EngineHealth h = loop.health();
+        return closed.get() ? new EngineHealth(EngineHealth.Status.CLOSED, h.restarts(), h.lastFailure()) : h;
+    }
+
     public EngineStats stats() {
         EngineLoop.Snapshot s = loop.snapshot();
         return new EngineStats(s.running(), s.waiting(), s.usage().blocksUsed(), s.usage().blocksFree(),
@@ -233,9 +279,10 @@ public final class Engine implements AutoCloseable {
         if (closed.compareAndSet(false, true)) loop.stop();
         if (Thread.currentThread() == thread) return;
         boolean interrupted = false;
-        while (thread.isAlive()) {
+        // a thread that dies hands over to a fresh one before it ends: join until none is left
+        for (Thread t = thread; t.isAlive() || t != thread; t = thread) {
             try {
-                thread.join();
+                t.join();
             } catch (InterruptedException e) {
                 interrupted = true;
             }
@@ -244,8 +291,8 @@ public final class Engine implements AutoCloseable {
     }
 
     private void ensureOpen() {
-        Throwable failure = loop.failure();
-        if (failure != null) throw new IllegalStateException("the engine failed: " + failure, failure);
+        EngineHealth health = loop.health();
+        if (health.status() == EngineHealth.Status.FAILED) throw new IllegalStateException("the engine failed: " + health.lastFailure());
         if (closed.get()) throw new IllegalStateException("the engine is closed");
     }
 
@@ -273,6 +320,7 @@ public final class Engine implements AutoCloseable {
         private int maxBatch = 32;
         private Preemption preemption = Preemption.SWAP;
         private int maxTokensPerStep = 512;
+        private int prefillChunk = -1;
         private int maxWaiting = 1024;
         private int threads = Runtime.getRuntime().availableProcessors();
         private String backend = "auto";
@@ -330,6 +378,18 @@ public final class Engine implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Most prompt tokens one sequence prefills in a step while other requests want budget (vLLM's
+         * {@code long_prefill_token_threshold}), so that a long prompt never holds back a short request
+         * for its whole prefill; alone, a prompt uses the whole step budget. Default a quarter of
+         * {@link #maxTokensPerStep}; {@code maxTokensPerStep} or more turns the cap off.
+         */
+        public Builder prefillChunk(int tokens) {
+            if (tokens < 1) throw new IllegalArgumentException("prefillChunk must be >= 1, got " + tokens);
+            this.prefillChunk = tokens;
+            return this;
+        }
+
         /** Most requests waiting for admission before submit throws {@link QueueFullException}; default 1024. */
         public Builder maxWaiting(int requests) {
             if (requests < 0) throw new IllegalArgumentException("maxWaiting must be >= 0, got " + requests);
@@ -384,7 +444,8 @@ public final class Engine implements AutoCloseable {
 
         /** Engine over already-built parts (tests, and {@link #build()}). */
         Engine build(Parts parts) {
-            return new Engine(parts, kvPolicy, preemption, maxBatch, maxTokensPerStep, maxWaiting);
+            int chunk = prefillChunk > 0 ? prefillChunk : Scheduler.defaultPrefillChunk(maxTokensPerStep);
+            return new Engine(parts, kvPolicy, preemption, maxBatch, maxTokensPerStep, chunk, maxWaiting);
         }
     }
 }

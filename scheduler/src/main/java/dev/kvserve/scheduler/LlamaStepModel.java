@@ -35,9 +35,20 @@ final class LlamaStepModel implements StepModel {
 
     @Override
     public float[][] forward(List<Chunk> chunks) {
+        return model.forward(sequenceChunks(chunks));
+    }
+
+    /** The model's own step: a fault in one sequence's KV cache fails that chunk alone. */
+    @Override
+    public Output step(List<Chunk> chunks) {
+        LlamaModel.StepResult result = model.step(sequenceChunks(chunks));
+        return new Output(result.logits(), result.faults());
+    }
+
+    private static List<SequenceChunk> sequenceChunks(List<Chunk> chunks) {
         var sequenceChunks = new ArrayList<SequenceChunk>(chunks.size());
         for (Chunk c : chunks) sequenceChunks.add(new SequenceChunk(c.cache(), c.tokens(), false, c.endsPrompt()));
-        return model.forward(sequenceChunks);
+        return sequenceChunks;
     }
 
     @Override

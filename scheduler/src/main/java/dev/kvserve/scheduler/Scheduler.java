@@ -25,6 +25,17 @@ import java.util.List;
  * step that had to preempt, and the waiting queue is never overtaken: if its head does not fit,
  * nothing behind it is admitted either.
  *
+ * <p>No request waits behind a long prompt: while anyone else wants budget (a request is waiting, or
+ * a later sequence is prefilling too), one sequence's prefill chunk is capped at a fraction of the
+ * step budget (vLLM's {@code long_prefill_token_threshold}), so every step leaves room to admit the
+ * head of the queue; alone, a prompt takes the whole budget. Decodes come first in any case, so a
+ * running sequence gets its token every step. Chunk sizes never change results: a chunk's tokens
+ * attend exactly as they would in any other chunking.
+ *
+ * <p>A sequence whose own policy fails it while it is scheduled (a policy part that cannot be bound
+ * to this model when its cache opens, a pool call that throws for its cache) is taken out and
+ * reported in {@link Plan#failed}; the rest of the plan is unaffected.
+ *
  * <p>Identical prompt prefixes are shared: a new sequence whose prompt starts with tokens another
  * cached sequence of the same policy has already computed forks that sequence's blocks
  * (copy-on-write, where the pool supports it) and prefills only the rest.
@@ -46,8 +57,9 @@ final class Scheduler {
      * @param items     what to feed the model, one chunk per sequence
      * @param preempted sequences sent back to the waiting queue in this step
      * @param exhausted sequences that cannot continue even alone in the pool: the engine must end them
+     * @param failed    sequences taken out because scheduling them threw: the engine must fail them
      */
-    record Plan(List<Item> items, List<Sequence> preempted, List<Sequence> exhausted) {
+    record Plan(List<Item> items, List<Sequence> preempted, List<Sequence> exhausted, List<Failure> failed) {
         boolean isEmpty() {
             return items.isEmpty();
         }
@@ -59,6 +71,9 @@ final class Scheduler {
         }
     }
 
+    /** {@code seq} could not be scheduled: {@code cause} came from its own cache or policy. */
+    record Failure(Sequence seq, RuntimeException cause) {}
+
     /**
      * A waiting request whose prompt shares at least this many more tokens with a sequence that is
      * still prefilling them waits for that prefill to fork it (one KV block of the paged pool).
@@ -69,6 +84,8 @@ final class Scheduler {
     private final Preemption preemption;
     private final int maxBatch;
     private final int stepTokens;
+    /** Most tokens of one sequence's prefill chunk while others want budget. */
+    private final int prefillChunk;
     private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();
     /** Sequences holding a cache, oldest arrival first. */
     private final List<Sequence> running = new ArrayList<>();
@@ -78,6 +95,15 @@ final class Scheduler {
     }
 
     Scheduler(KvSpace pool, Preemption preemption, int maxBatch, int stepTokens) {
+        this(pool, preemption, maxBatch, stepTokens, stepTokens);
+    }
+
+    /**
+     * @param prefillChunk most prompt tokens one sequence prefills in a step while other sequences
+     *                     want budget; {@code stepTokens} turns the cap off
+     */
+    Scheduler(KvSpace pool, Preemption preemption, int maxBatch, int stepTokens, int prefillChunk) {
+        if (prefillChunk < 1) throw new IllegalArgumentException("the prefill chunk cap must be >= 1, got " + prefillChunk);
         if (maxBatch < 1) throw new IllegalArgumentException("maxBatch must be >= 1, got " + maxBatch);
         if (stepTokens < maxBatch) {
             throw new IllegalArgumentException("the per-step token budget (" + stepTokens
@@ -87,6 +113,12 @@ final class Scheduler {
         this.preemption = preemption;
         this.maxBatch = maxBatch;
         this.stepTokens = stepTokens;
+        this.prefillChunk = prefillChunk;
+    }
+
+    /** Default prefill chunk cap for a step budget: a quarter of it, so four long prompts fill a step. */
+    static int defaultPrefillChunk(int stepTokens) {
+        return Math.max(1, stepTokens / 4);
     }
 
     /** Queues a new request behind everything waiting. */
@@ -128,7 +160,12 @@ final class Scheduler {
 
     /** Records that the model computed the plan's tokens. */
     void completed(Plan plan) {
-        for (Item item : plan.items()) item.seq().computed(item.count());
+        for (Item item : plan.items()) completed(item);
+    }
+
+    /** Records that the model computed one item's tokens. */
+    void completed(Item item) {
+        item.seq().computed(item.count());
     }
 
     Plan schedule() {
@@ -136,6 +173,7 @@ final class Scheduler {
         var items = new ArrayList<Item>();
         var preempted = new ArrayList<Sequence>();
         var exhausted = new ArrayList<Sequence>();
+        var failed = new ArrayList<Failure>();
 
         // Decodes first: a running sequence's next token costs one slot of the budget. Then the
         // next chunk of each sequence still prefilling, oldest first.
@@ -146,11 +184,22 @@ final class Scheduler {
                 if (budget == 0) break;
                 if (seq.state() != phase) continue;
                 int chunk = Math.min(seq.pending(), budget);
-                boolean room = makeRoom(seq, chunk, items, preempted);
-                // Nobody later is left to preempt: a smaller prefill chunk may still fit.
-                while (!room && chunk > 1) {
-                    chunk = (chunk + 1) / 2;
-                    room = pool.reserveSpilling(seq.kv(), chunk);
+                if (phase == Sequence.State.PREFILLING && (canAdmit(0) || prefillingAfter(i))) {
+                    chunk = Math.min(chunk, prefillChunk);
+                }
+                boolean room;
+                try {
+                    room = makeRoom(seq, chunk, items, preempted);
+                    // Nobody later is left to preempt: a smaller prefill chunk may still fit.
+                    while (!room && chunk > 1) {
+                        chunk = (chunk + 1) / 2;
+                        room = pool.reserveSpilling(seq.kv(), chunk);
+                    }
+                } catch (RuntimeException cannot) {
+                    // its cache (e.g. its offload tier spilling) failed it; makeRoom only ever took later sequences
+                    running.remove(i--);
+                    failed.add(new Failure(seq, cannot));
+                    continue;
                 }
                 if (room) {
                     items.add(new Item(seq, seq.computed(), chunk, chunk == seq.pending()));
@@ -167,10 +216,40 @@ final class Scheduler {
         // Admissions, in strict arrival order, and not in a step that had to take blocks back.
         while (preempted.isEmpty() && exhausted.isEmpty() && running.size() < maxBatch && !waiting.isEmpty()) {
             int budget = stepTokens - tokensOf(items);
-            if (budget == 0 || !admit(waiting.peekFirst(), budget, items)) break;
+            if (budget == 0) break;
+            Sequence head = waiting.peekFirst();
+            boolean admitted;
+            try {
+                admitted = admit(head, budget, items);
+            } catch (RuntimeException cannot) {
+                // its policy cannot open or swap in its cache: it fails, the queue moves on
+                waiting.pollFirst();
+                failed.add(new Failure(head, cannot));
+                continue;
+            }
+            if (!admitted) break;
             waiting.pollFirst();
         }
-        return new Plan(List.copyOf(items), List.copyOf(preempted), List.copyOf(exhausted));
+        return new Plan(List.copyOf(items), List.copyOf(preempted), List.copyOf(exhausted), List.copyOf(failed));
+    }
+
+    /** Whether a sequence after {@code index} in the running list is prefilling too (and wants budget). */
+    private boolean prefillingAfter(int index) {
+        for (int j = index + 1; j < running.size(); j++) {
+            if (running.get(j).state() == Sequence.State.PREFILLING) return true;
+        }
+        return false;
+    }
+
+    /** Whether a waiting request other than the first {@code ahead} could still join the batch. */
+    private boolean canAdmit(int ahead) {
+        return waiting.size() > ahead && running.size() + ahead < maxBatch;
+    }
+
+    /** A prefill chunk of the head of the queue being admitted: capped when a request behind it could be admitted too. */
+    private int admissionChunk(int pending, int budget) {
+        int chunk = Math.min(pending, budget);
+        return canAdmit(1) ? Math.min(chunk, prefillChunk) : chunk;
     }
 
     private boolean admit(Sequence seq, int budget, List<Item> items) {
@@ -197,24 +276,31 @@ final class Scheduler {
         // prompt) will soon hold a longer prefix: wait for it rather than compute it twice.
         if (coming - shared >= SHARE_WAIT_TOKENS) return false;
         SequenceKv cache = null;
-        if (donor != null) {
-            cache = pool.fork(donor.kv(), shared);
-            shared = cache == null ? 0 : cache.length();
-        }
-        int chunk = Math.min(seq.length() - shared, budget);
-        // Alone, a sequence of an offload policy may hold more than the pool (it spills); beside
-        // others it is admitted only when it fits whole, as running sequences stay resident.
-        boolean alone = running.isEmpty() && items.isEmpty();
-        long need = (alone ? pool.admissionBytes(seq.policy, seq.length() + 1, chunk) : pool.bytesFor(seq.policy, seq.length() + 1))
-                - (shared > 0 ? pool.bytesFor(seq.policy, shared) : 0);
-        if (pool.freeBytes() - owedToPrefills(items) < need) {
+        int chunk;
+        try {
+            if (donor != null) {
+                cache = pool.fork(donor.kv(), shared);
+                shared = cache == null ? 0 : cache.length();
+            }
+            chunk = admissionChunk(seq.length() - shared, budget);
+            // Alone, a sequence of an offload policy may hold more than the pool (it spills); beside
+            // others it is admitted only when it fits whole, as running sequences stay resident.
+            boolean alone = running.isEmpty() && items.isEmpty();
+            long need = (alone ? pool.admissionBytes(seq.policy, seq.length() + 1, chunk) : pool.bytesFor(seq.policy, seq.length() + 1))
+                    - (shared > 0 ? pool.bytesFor(seq.policy, shared) : 0);
+            if (pool.freeBytes() - owedToPrefills(items) < need) {
+                if (cache != null) cache.close();
+                return false;
+            }
+            if (cache == null) cache = pool.open(seq.policy);
+            if (!(alone ? pool.reserveSpilling(cache, chunk) : pool.reserve(cache, chunk))) {
+                cache.close();
+                return false;
+            }
+        } catch (RuntimeException cannot) {
+            // the sequence does not own the cache yet: nobody else would free it
             if (cache != null) cache.close();
-            return false;
-        }
-        if (cache == null) cache = pool.open(seq.policy);
-        if (!(alone ? pool.reserveSpilling(cache, chunk) : pool.reserve(cache, chunk))) {
-            cache.close();
-            return false;
+            throw cannot;
         }
         seq.admit(cache, shared);
         insertByArrival(seq);
@@ -229,7 +315,7 @@ final class Scheduler {
      * read them. Null when a block was lost and the sequence must be recomputed instead.
      */
     private Boolean resume(Sequence seq, int budget, List<Item> items) {
-        int chunk = Math.min(seq.pending(), budget);
+        int chunk = admissionChunk(seq.pending(), budget);
         long need = pool.swapInBytes(seq.kv()) + pool.bytesFor(seq.policy, seq.length() + 1) - pool.bytesFor(seq.policy, seq.computed());
         boolean alone = running.isEmpty() && items.isEmpty();
         boolean eager = pool.freeBytes() - owedToPrefills(items) >= need;
@@ -297,13 +383,22 @@ final class Scheduler {
 
     private void preemptAt(int index, List<Sequence> preempted) {
         Sequence victim = running.remove(index);
-        if (preemption == Preemption.SWAP && pool.canSwap(victim.policy) && pool.swapOut(victim.kv())) {
+        if (preemption == Preemption.SWAP && pool.canSwap(victim.policy) && swapOut(victim)) {
             victim.swappedOut();
         } else {
             victim.preempt();
         }
         waiting.addFirst(victim);
         preempted.add(victim);
+    }
+
+    /** Moves a victim's blocks down; a tier that throws doing so only costs it a recompute. */
+    private boolean swapOut(Sequence victim) {
+        try {
+            return pool.swapOut(victim.kv());
+        } catch (RuntimeException cannot) {
+            return false;
+        }
     }
 
     private void insertByArrival(Sequence seq) {

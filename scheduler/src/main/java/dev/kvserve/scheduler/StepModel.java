@@ -23,6 +23,20 @@ interface StepModel extends AutoCloseable {
     /** One step over all chunks; {@code result[i]} is the float[vocabSize()] of chunk i's last token. */
     float[][] forward(List<Chunk> chunks);
 
+    /**
+     * One step in which a chunk may fail alone: an exception attributable to one chunk's cache fails
+     * that chunk only (its cache half written, not advanced) and the others complete as if it had not
+     * been there. An exception thrown out of here fails the whole step. By default nothing is
+     * attributable: {@link #forward}.
+     */
+    default Output step(List<Chunk> chunks) {
+        float[][] logits = forward(chunks);
+        return new Output(logits, new RuntimeException[logits.length]);
+    }
+
+    /** {@code logits[i]} of chunk i, or null when it failed and {@code faults[i]} says why. */
+    record Output(float[][] logits, RuntimeException[] faults) {}
+
     @Override
     void close();
 

@@ -25,6 +25,7 @@ final class BlockPool implements KvSpace {
     private long blocksUsed;
     final List<Cache> open = new ArrayList<>();
     private final Set<String> swappable = new HashSet<>();
+    private final Set<String> unopenable = new HashSet<>();
     /** The next swap-in finds a block's lower copy corrupt. */
     boolean loseNextSwapIn;
     int swapOuts, swapIns;
@@ -112,6 +113,12 @@ final class BlockPool implements KvSpace {
         }
     }
 
+    /** Opening a cache under {@code policy} throws. */
+    BlockPool unopenable(String policy) {
+        unopenable.add(policy);
+        return this;
+    }
+
     BlockPool swappable(String policy) {
         swappable.add(policy);
         return this;
@@ -176,6 +183,8 @@ final class BlockPool implements KvSpace {
     @Override public long freeBytes() { return capacity - used; }
 
     @Override public SequenceKv open(String policy) {
+        // as a policy part that cannot be bound to the model throws when the cache opens
+        if (unopenable.contains(policy)) throw new IllegalArgumentException("policy " + policy + " cannot open a cache here");
         return new Cache(canonical(policy));
     }
 

@@ -373,6 +373,56 @@ class EngineTest {
     }
 
     @Test
+    void aOneTokenRequestDoesNotWaitForALongPrefillAndTheLongOutputIsUnchanged() throws Exception {
+        // a prompt of four step budgets (BOS + 63 tokens), then a one-token prompt that wants two tokens
+        GenerationRequest longRequest = greedy("abcdefgh".repeat(8).substring(1), 10);
+        GenerationRequest shortRequest = GenerationRequest.builder(new int[] {TinyTokenizer.tokenOf('z')}).greedy()
+                .maxTokens(2).ignoreEos(true).build();
+        Engine engine = engine(1 << 20, 4, 16, 10);
+        GenerationResult longAlone = engine.generate(longRequest);
+        assertThat(longAlone.promptTokens()).isEqualTo(64);
+        GenerationResult shortAlone = engine.generate(shortRequest);
+
+        int before = model.steps.get();
+        var entered = new CountDownLatch(1);
+        var release = new CountDownLatch(1);
+        model.gate(entered, release);
+        var longResult = engine.submit(longRequest, new GenerationListener() {}).result();
+        entered.await();   // the long prompt's first chunk (the whole budget: nobody else wants it) is in the model
+        var shortDoneAtStep = new AtomicInteger();
+        var shortResult = engine.submit(shortRequest, new GenerationListener() {
+            @Override
+            public void onComplete(GenerationResult result) {
+                shortDoneAtStep.set(model.steps.get() - before);
+            }
+        }).result();
+        release.countDown();
+
+        assertThat(shortResult.get()).isEqualTo(shortAlone);
+        assertThat(longResult.get()).isEqualTo(longAlone);
+        // step 1: 16 prompt tokens; step 2: 4 more (capped) and the short prompt, sampling its first
+        // token; step 3: its second. Without the cap it would be admitted after the prefill, in step 5.
+        assertThat(shortDoneAtStep.get()).isEqualTo(3);
+        assertNoBlocksHeld(engine);
+    }
+
+    @Test
+    void aFailedStepWithNobodyToBlameFailsItsRequestsAndTheEngineServesOn() {
+        Engine engine = engine(1 << 20, 4, 64, 10);
+        GenerationResult reference = engine.generate(greedy("hello", 8));
+        model.failNext = new IllegalStateException("backend lost its device");
+        assertThatThrownBy(() -> engine.generate(greedy("hello", 8))).isInstanceOf(IllegalStateException.class)
+                .hasMessageContaining("the model step failed for its 1 requests")
+                .hasMessageContaining("backend lost its device");
+        EngineHealth health = engine.health();
+        assertThat(health.status()).isEqualTo(EngineHealth.Status.SERVING);
+        assertThat(health.restarts()).isZero();
+        assertThat(health.lastFailure()).contains("backend lost its device");
+        assertThat(engine.generate(greedy("hello", 8))).isEqualTo(reference);
+        assertNoBlocksHeld(engine);
+    }
+
+    @Test
     void statsCountTokensAndLatencies() {
         Engine engine = engine(1 << 20, 4, 64, 10);
         engine.generate(greedy("one", 10));

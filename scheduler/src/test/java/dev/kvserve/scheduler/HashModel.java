@@ -24,6 +24,8 @@ final class HashModel implements StepModel {
     /** When set, the next forward counts {@code entered} down and waits for {@code release}. */
     private volatile CountDownLatch entered;
     private volatile CountDownLatch release;
+    /** When set, the next forward throws it, as a failing backend would. */
+    volatile RuntimeException failNext;
 
     HashModel(int context) {
         this.context = context;
@@ -58,6 +60,11 @@ final class HashModel implements StepModel {
             }
         }
         steps.incrementAndGet();
+        RuntimeException failure = failNext;
+        if (failure != null) {
+            failNext = null;
+            throw failure;
+        }
         maxBatchSeen.accumulateAndGet(chunks.size(), Math::max);
         float[][] logits = new float[chunks.size()][];
         for (int i = 0; i < chunks.size(); i++) {

@@ -95,6 +95,52 @@ class SchedulerTest {
     }
 
     @Test
+    void aLongPrefillLeavesRoomForTheHeadOfTheQueueAndTakesTheWholeBudgetAlone() {
+        var scheduler = new Scheduler(pool(1 << 20), Preemption.RECOMPUTE, 8, 16, 4);
+        Sequence longPrompt = seq(64, "f16");
+        scheduler.add(longPrompt);
+        assertThat(step(scheduler).items()).extracting(Scheduler.Item::count).containsExactly(16);
+
+        // A request arrives: the long prefill is capped and the request is admitted in the same step.
+        Sequence shortPrompt = seq(1, "f16");
+        scheduler.add(shortPrompt);
+        assertThat(step(scheduler).items()).extracting(i -> i.seq().id, Scheduler.Item::count, Scheduler.Item::samples)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(longPrompt.id, 4, false),
+                        org.assertj.core.groups.Tuple.tuple(shortPrompt.id, 1, true));
+        // Nobody waits: the decode first, the prefill takes the rest.
+        assertThat(step(scheduler).items()).extracting(i -> i.seq().id, Scheduler.Item::count)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(shortPrompt.id, 1),
+                        org.assertj.core.groups.Tuple.tuple(longPrompt.id, 15));
+        scheduler.finish(shortPrompt);
+
+        // Two long prompts waiting behind each other: the first admitted leaves room for the second.
+        Sequence second = seq(40, "f16");
+        Sequence third = seq(40, "f16");
+        scheduler.add(second);
+        scheduler.add(third);
+        assertThat(step(scheduler).items()).extracting(i -> i.seq().id, Scheduler.Item::count)
+                .containsExactly(org.assertj.core.groups.Tuple.tuple(longPrompt.id, 4),
+                        org.assertj.core.groups.Tuple.tuple(second.id, 4),
+                        org.assertj.core.groups.Tuple.tuple(third.id, 8));
+    }
+
+    @Test
+    void aSequenceWhosePolicyCannotOpenFailsAloneAndTheQueueMovesOn() {
+        var pool = pool(1 << 20).unopenable("q4");
+        var scheduler = new Scheduler(pool, 8, 64);
+        Sequence broken = seq(5, "q4");
+        Sequence fine = seq(5, "f16");
+        scheduler.add(broken);
+        scheduler.add(fine);
+        var plan = step(scheduler);
+        assertThat(plan.failed()).extracting(Scheduler.Failure::seq).containsExactly(broken);
+        assertThat(plan.failed().getFirst().cause()).hasMessage("policy q4 cannot open a cache here");
+        assertThat(plan.items()).extracting(Scheduler.Item::seq).containsExactly(fine);
+        assertThat(scheduler.waitingCount()).isZero();
+        assertThat(scheduler.runningCount()).isEqualTo(1);
+    }
+
+    @Test
     void everyStepStaysWithinBudgetAndBatch() {
         var scheduler = new Scheduler(pool(1 << 20), 3, 10);
         for (int i = 0; i < 7; i++) scheduler.add(seq(3 + 5 * i, "q4"));

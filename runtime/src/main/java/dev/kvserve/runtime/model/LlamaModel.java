@@ -161,9 +161,35 @@ public final class LlamaModel implements AutoCloseable {
 
     /**
      * Runs one batched step and returns, per chunk, the logits of its last token ({@code float[vocab]})
-     * or, with {@code allLogits}, of all its tokens ({@code float[tokens * vocab]}, row-major).
+     * or, with {@code allLogits}, of all its tokens ({@code float[tokens * vocab]}, row-major). Any
+     * exception fails the whole step, leaving every cache half written (close them).
      */
     public float[][] forward(List<SequenceChunk> chunks) {
+        return run(chunks, false).logits();
+    }
+
+    /**
+     * One batched step whose chunks fail alone: an exception from one chunk's KV cache (its storage,
+     * its policy's hooks, its attention) is reported for that chunk, whose cache is left half written
+     * and not advanced (close it), while every other chunk completes with the logits it would have had
+     * without the failed one. Exceptions nobody can be blamed for (a token id outside the vocabulary, a
+     * backend failure) still fail the whole step, leaving every cache half written.
+     */
+    public StepResult step(List<SequenceChunk> chunks) {
+        return run(chunks, true);
+    }
+
+    /**
+     * What {@link #step} computed: {@code logits[i]} as {@link #forward} returns them, or null when
+     * chunk {@code i} failed, and then {@code faults[i]} says why.
+     */
+    public record StepResult(float[][] logits, RuntimeException[] faults) {
+        public boolean failed(int chunk) {
+            return faults[chunk] != null;
+        }
+    }
+
+    private StepResult run(List<SequenceChunk> chunks, boolean isolate) {
         int rows = 0, logitRows = 0;
         List<StepBatch.Entry> entries = new ArrayList<>(chunks.size());
         for (SequenceChunk c : chunks) {
@@ -187,7 +213,7 @@ public final class LlamaModel implements AutoCloseable {
                 positions[e.firstRow() + i] = e.startPos() + i;
             }
         }
-        StepBatch batch = new StepBatch(entries);
+        StepBatch batch = isolate ? StepBatch.isolating(entries) : new StepBatch(entries);
         ModelConfig c = config;
         int qDim = c.heads() * c.headDim(), kvDim = c.kvHeads() * c.headDim();
 
@@ -217,7 +243,18 @@ public final class LlamaModel implements AutoCloseable {
             backend.matmul(L.wDown, w.hb, w.xb, rows);
             backend.add(w.x, w.xb, (long) rows * c.dim());
         }
-        for (SequenceChunk ch : chunks) ch.cache().advance(ch.tokens().length);
+        RuntimeException[] faults = new RuntimeException[chunks.size()];
+        for (int i = 0; i < chunks.size(); i++) {
+            faults[i] = batch.fault(i);
+            if (faults[i] != null) continue;
+            try {
+                chunks.get(i).cache().advance(chunks.get(i).tokens().length);
+            } catch (RuntimeException e) {
+                // the cache's own step-end work (its tier's bookkeeping) is still that sequence's
+                if (!isolate) throw e;
+                faults[i] = e;
+            }
+        }
 
         // Only the rows whose logits are wanted go through the output head (the largest matrix).
         MemorySegment head = w.x;
@@ -245,9 +282,9 @@ public final class LlamaModel implements AutoCloseable {
             float[] out = new float[n * c.vocabSize()];
             MemorySegment.copy(host, ValueLayout.JAVA_FLOAT, offset, out, 0, out.length);
             offset += (long) out.length * Float.BYTES;
-            result[i] = out;
+            result[i] = faults[i] == null ? out : null;
         }
-        return result;
+        return new StepResult(result, faults);
     }
 
     private int checkToken(int token) {
