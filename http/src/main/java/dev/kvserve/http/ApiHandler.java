@@ -6,6 +6,7 @@ import dev.kvserve.http.HttpMetrics.Refusal;
 import dev.kvserve.http.openai.ApiException;
 import dev.kvserve.http.openai.Json;
 import dev.kvserve.http.openai.OpenAiFormat;
+import dev.kvserve.scheduler.EngineHealth;
 import io.netty.buffer.ByteBufUtil;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
@@ -53,6 +54,8 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
     static final String COMPLETIONS = "/v1/completions";
     static final String CHAT = "/v1/chat/completions";
     static final String HEALTH = "/health";
+    static final String READY = "/health/ready";
+    static final String LIVE = "/health/live";
     static final String METRICS = "/metrics";
 
     private final ServerState server;
@@ -171,13 +174,9 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
                 requireMethod(method, HttpMethod.POST, path);
                 generate(request, path, version, keepAlive);
             }
-            case HEALTH -> {
+            case HEALTH, READY, LIVE -> {
                 requireMethod(method, HttpMethod.GET, path);
-                ObjectNode body = Json.MAPPER.createObjectNode();
-                body.put("status", server.draining ? "shutting_down" : "ok");
-                body.put("model", server.model.id());
-                respond(jsonResponse(server.draining ? HttpResponseStatus.SERVICE_UNAVAILABLE : HttpResponseStatus.OK, body, version),
-                        keepAlive, HEALTH);
+                health(path, version, keepAlive);
             }
             case METRICS -> {
                 requireMethod(method, HttpMethod.GET, path);
@@ -197,7 +196,7 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
                 }
                 throw new ApiException(404, "invalid_request_error", null, "not_found",
                         "Unknown endpoint " + ApiException.excerpt(method + " " + path) + "; this server offers GET /v1/models, "
-                                + "POST /v1/completions, POST /v1/chat/completions, GET /health and GET /metrics");
+                                + "POST /v1/completions, POST /v1/chat/completions, GET /health (/health/ready, /health/live) and GET /metrics");
             }
         }
     }
@@ -240,6 +239,31 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
             server.prepared();
             throw ApiException.overloaded("the server is shutting down");
         }
+    }
+
+    /**
+     * {@code /health} and {@code /health/ready} (readiness: route requests here) answer 200 only
+     * while the engine serves and the server is not draining; {@code /health/live} (liveness: keep
+     * the process) answers 200 unless the engine has failed for good, so that an orchestrator
+     * restarts the process then, and only then. 503 otherwise, as load balancers and Kubernetes
+     * probes expect. The body says why; it never carries a failure's message.
+     */
+    private void health(String path, HttpVersion version, boolean keepAlive) {
+        EngineHealth health = server.backend.health();
+        String status = switch (health.status()) {
+            case SERVING -> server.draining ? "shutting_down" : "ok";
+            case RESTARTING -> "restarting";
+            case FAILED -> "engine_failed";
+            case CLOSED -> "shutting_down";
+        };
+        boolean ok = path.equals(LIVE)
+                ? health.status() != EngineHealth.Status.FAILED && health.status() != EngineHealth.Status.CLOSED
+                : status.equals("ok");
+        ObjectNode body = Json.MAPPER.createObjectNode();
+        body.put("status", status);
+        body.put("model", server.model.id());
+        body.put("engine_restarts", health.restarts());
+        respond(jsonResponse(ok ? HttpResponseStatus.OK : HttpResponseStatus.SERVICE_UNAVAILABLE, body, version), keepAlive, HEALTH);
     }
 
     @Override
@@ -372,6 +396,7 @@ final class ApiHandler extends ChannelInboundHandlerAdapter implements Completio
         String path = path(uri);
         return switch (path) {
             case MODELS, COMPLETIONS, CHAT, HEALTH, METRICS -> path;
+            case READY, LIVE -> HEALTH;
             default -> path.startsWith(MODELS + "/") ? MODELS : "other";
         };
     }

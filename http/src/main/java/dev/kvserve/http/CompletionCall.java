@@ -141,9 +141,16 @@ final class CompletionCall {
         } catch (IllegalArgumentException e) {
             abortBeforeStart(ApiException.invalid(null, e.getMessage()));
             return;
+        } catch (IllegalStateException e) {
+            // The engine is closed or failed for good: the server cannot serve, /health says so too.
+            LOG.log(Level.WARNING, "submitting a generation failed", e);
+            abortBeforeStart(new ApiException(503, "server_error", null, "engine_unavailable",
+                    "the engine is not serving requests now; retry later"));
+            return;
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, "submitting a generation failed", e);
-            abortBeforeStart(new ApiException(500, "server_error", null, null, "generation could not start: " + e.getMessage()));
+            abortBeforeStart(new ApiException(500, "server_error", null, null, "generation could not start (see the server log for "
+                    + envelope.id() + ")"));
             return;
         }
         onLoop(this::begin);
@@ -385,7 +392,9 @@ final class CompletionCall {
         cancel();
         ended = true;
         detach();
-        ApiException api = new ApiException(500, "server_error", null, null, "generation failed: " + error.getMessage());
+        // The cause stays in the log: it may name the operator's files (a profile's calibration).
+        ApiException api = new ApiException(500, "server_error", null, null, "generation failed in the engine; other requests "
+                + "were not affected (see the server log for " + envelope.id() + ")");
         if (stream) {
             ByteBuf out = channel.alloc().buffer();
             sse(out, api.toJson());

@@ -2,6 +2,7 @@ package dev.kvserve.http;
 
 import dev.kvserve.runtime.tokenizer.Tokenizer;
 import dev.kvserve.scheduler.Engine;
+import dev.kvserve.scheduler.EngineHealth;
 import dev.kvserve.scheduler.EngineStats;
 import dev.kvserve.scheduler.GenerationListener;
 import dev.kvserve.scheduler.GenerationRequest;
@@ -105,6 +106,11 @@ public final class EngineBackend implements ServingBackend {
     @Override
     public EngineStats stats() {
         return engine.stats();
+    }
+
+    @Override
+    public EngineHealth health() {
+        return engine.health();
     }
 
     @Override

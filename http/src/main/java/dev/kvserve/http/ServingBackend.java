@@ -1,5 +1,6 @@
 package dev.kvserve.http;
 
+import dev.kvserve.scheduler.EngineHealth;
 import dev.kvserve.scheduler.EngineStats;
 import dev.kvserve.scheduler.GenerationListener;
 import dev.kvserve.scheduler.GenerationRequest;
@@ -45,6 +46,11 @@ public interface ServingBackend extends AutoCloseable {
 
     /** A consistent snapshot for /metrics. */
     EngineStats stats();
+
+    /** Whether the engine serves now, for /health; a backend that cannot fail is always serving. */
+    default EngineHealth health() {
+        return new EngineHealth(EngineHealth.Status.SERVING, 0, null);
+    }
 
     /** Stops the engine: running generations end (cancelled) and resources are released. */
     @Override
