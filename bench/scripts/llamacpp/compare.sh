@@ -1,51 +1,157 @@
 #!/usr/bin/env bash
-# kvserve vs llama.cpp, side by side on the same synthetic GGUF files and the same machine:
-# pp512 and tg128 on 1 and 2 threads, KV cache f16, the two programs alternating per model so that
-# load on a shared machine hits both alike. Prints one table with the ratio kvserve / llama.cpp.
+# kvserve vs llama.cpp built from source (the peer in ../shared/peers/llama.cpp), side by side on the
+# same synthetic GGUF files, on this machine, the two programs alternating round by round so that
+# load on a shared machine hits both alike. One command, every table of the speed issues:
 #
-#   bench/scripts/llamacpp/compare.sh              # all four files of issue #3
-#   MODELS="llama-3.2-1b:q4_0" R=3 bench/scripts/llamacpp/compare.sh
+#   bench/scripts/llamacpp/compare.sh                      # bench + long + serve sections, defaults below
+#   SECTIONS=bench MODELS="smollm2-135m:q4_k_m" bench/scripts/llamacpp/compare.sh
 #
-# llama.cpp comes from npm: node-llama-cpp's prebuilt llama.cpp release libraries (every x86 CPU
-# variant; the AVX-512 VNNI one loads on Zen 4/5). Needs node ≥ 20 and npm; installs once into
-# bench/scripts/llamacpp/node_modules (ignored by git). Synthetic models go to $OUT.
+# Sections (SECTIONS, space-separated):
+#   bench  pp$P and tg$N per file: `kvserve bench` vs `llama-bench` (f16 KV, empty cache)
+#   long   pp$LONG per file: `kvserve bench -p $LONG -n 0` vs `llama-bench -p $LONG -n 0 -fa 1`
+#   serve  output tok/s, TPOT and TTFT at concurrency $CONC: `kvserve serve` vs `llama-server -np 16 -fa on`,
+#          both driven by the same load generator (`kvserve bench serve`, prompt ~$SP tokens, $SG out)
+# Files: MODELS is a list of LIKE:TYPE with LIKE a `kvserve synth --like` preset and TYPE q8_0, q4_0,
+# q4_k, q6_k, f16 (written by `kvserve synth`) or a llama-quantize preset such as q4_k_m, q5_k_m
+# (quantized by the peer's llama-quantize from a `kvserve synth --type f16` file, fallbacks included).
+# The peer is built once by its build.sh (~12 min on 2 cores) into $PEER.
+# Output: one markdown table per section on stdout, every raw figure under $OUT.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
+SHARED=${SHARED:-"$ROOT/../shared"}
+PEER=${PEER:-/tmp/llama.cpp-peer}
 OUT=${OUT:-/tmp/kvserve-vs-llamacpp}
-THREADS=${THREADS:-1,2}
-P=${P:-512}; N=${N:-128}; R=${R:-2}
-MODELS=${MODELS:-"smollm2-135m:q8_0 smollm2-135m:q4_0 llama-3.2-1b:q8_0 llama-3.2-1b:q4_0"}
+SECTIONS=${SECTIONS:-"bench long serve"}
+MODELS=${MODELS:-"smollm2-135m:q8_0 smollm2-135m:q4_0 smollm2-135m:q4_k_m smollm2-135m:q5_k_m llama-3.2-1b:q8_0 llama-3.2-1b:q4_0 llama-3.2-1b:q4_k_m llama-3.2-1b:q5_k_m"}
+SERVE_MODELS=${SERVE_MODELS:-"smollm2-135m:q8_0 smollm2-135m:q4_k_m"}
+LONG_MODELS=${LONG_MODELS:-"smollm2-135m:q8_0 llama-3.2-1b:q4_0"}
+THREADS=${THREADS:-2}
+P=${P:-512}; N=${N:-64}; LONG=${LONG:-3584}
+R=${R:-3}            # repetitions inside one program run
+ROUNDS=${ROUNDS:-2}  # alternations kvserve / llama.cpp
+CONC=${CONC:-"1 4 16"}; SP=${SP:-128}; SG=${SG:-64}; SN=${SN:-32}
 mkdir -p "$OUT"
-if [ ! -d "$HERE/node_modules/node-llama-cpp" ]; then
-  echo "installing node-llama-cpp (llama.cpp release binaries) into $HERE/node_modules ..." >&2
-  (cd "$HERE" && npm install --no-audit --no-fund --ignore-scripts >&2)
-fi
-results="$OUT/results.tsv"
-: > "$results"
-for m in $MODELS; do
-  like=${m%%:*}; type=${m##*:}
+
+bash "$SHARED/peers/llama.cpp/build.sh" "$PEER" >&2
+KV="$ROOT/kvserve"
+
+# ---------------------------------------------------------------- files
+model_file() {   # LIKE:TYPE -> path (made on first use)
+  local like=${1%%:*} type=${1##*:} f
   f="$OUT/$like-$type.gguf"
-  [ -f "$f" ] || "$ROOT/kvserve" synth --like "$like" --type "$type" -o "$f" >&2
-  echo "== $like $type: kvserve" >&2
-  "$ROOT/kvserve" bench -m "$f" -p "$P" -n "$N" -t "$THREADS" -r "$R" --warmup 1 2>/dev/null \
-    | awk -F'|' -v m="$like $type" '$8 ~ /(pp|tg)[0-9]/ { gsub(/ /, "", $6); gsub(/ /, "", $8); split($9, t, "±");
-        gsub(/ /, "", t[1]); gsub(/ /, "", t[2]); print m "\tkvserve\t" $6 "\t" $8 "\t" t[1] "\t" t[2] }' >> "$results"
-  echo "== $like $type: llama.cpp" >&2
-  node "$HERE/llama-bench.mjs" "$f" "$THREADS" "$P" "$N" "$R" 2>/dev/null \
-    | awk -F'\t' -v m="$like $type" '{ split($5, t, " ± "); print m "\tllama.cpp\t" $3 "\t" $4 "\t" t[1] "\t" t[2] }' >> "$results"
-done
-python3 - "$results" <<'PY'
+  if [ ! -f "$f" ]; then
+    case "$type" in
+      f32|f16|q8_0|q4_0|q4_k|q6_k) "$KV" synth --like "$like" --type "$type" -o "$f" >&2 ;;
+      *) local src="$OUT/$like-f16.gguf"
+         [ -f "$src" ] || "$KV" synth --like "$like" --type f16 -o "$src" >&2
+         "$PEER/bin/llama-quantize" "$src" "$f" "${type^^}" >"$OUT/quantize-$like-$type.log" 2>&1 ;;
+    esac
+  fi
+  echo "$f"
+}
+
+# ---------------------------------------------------------------- bench / long
+# Appends "model<TAB>program<TAB>round<TAB>test<TAB>tok/s" rows to $1.
+run_bench() {   # results model-spec pp tg fa
+  local results=$1 spec=$2 p=$3 n=$4 fa=$5 f round
+  f=$(model_file "$spec")
+  for round in $(seq 1 "$ROUNDS"); do
+    echo "== $spec round $round: kvserve bench -p $p -n $n" >&2
+    "$KV" bench -m "$f" -p "$p" -n "$n" -t "$THREADS" -r "$R" --warmup 1 --out "$OUT/kv.json" >/dev/null 2>&1
+    python3 - "$OUT/kv.json" "$spec" "$round" >> "$results" <<'PY'
+import json, sys
+for row in json.load(open(sys.argv[1])):
+    print(f"{sys.argv[2]}\tkvserve\t{sys.argv[3]}\t{row['test']}\t{row['tps_mean']}")
+PY
+    echo "== $spec round $round: llama-bench -p $p -n $n -fa $fa" >&2
+    "$PEER/bin/llama-bench" -m "$f" -p "$p" -n "$n" -t "$THREADS" -r "$R" -fa "$fa" -o json > "$OUT/ll.json" 2>/dev/null
+    python3 - "$OUT/ll.json" "$spec" "$round" >> "$results" <<'PY'
+import json, sys
+for row in json.load(open(sys.argv[1])):
+    test = f"pp{row['n_prompt']}" if row['n_gen'] == 0 else f"tg{row['n_gen']}"
+    print(f"{sys.argv[2]}\tllama.cpp\t{sys.argv[3]}\t{test}\t{row['avg_ts']}")
+PY
+  done
+}
+
+table() {   # results title
+  python3 - "$1" "$2" <<'PY'
+import sys, collections, statistics
+rows = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    model, prog, rnd, test, tps = line.rstrip("\n").split("\t")
+    rows.setdefault((model, test), collections.defaultdict(dict))[prog][rnd] = float(tps)
+print(f"\n### {sys.argv[2]}\n")
+print("| file | test | kvserve t/s | llama.cpp t/s | kvserve / llama.cpp, per round |")
+print("|---|---|---:|---:|---:|")
+for (model, test), r in rows.items():
+    k, l = r.get("kvserve", {}), r.get("llama.cpp", {})
+    ratios = [f"{k[x] / l[x]:.2f}×" for x in k if x in l]
+    fmt = lambda d: " / ".join(f"{v:.1f}" for v in d.values()) or "n/a"
+    print(f"| {model} | {test} | {fmt(k)} | {fmt(l)} | {' / '.join(ratios) or 'n/a'} |")
+PY
+}
+
+if [[ " $SECTIONS " == *" bench "* ]]; then
+  results="$OUT/bench.tsv"; : > "$results"
+  for m in $MODELS; do run_bench "$results" "$m" "$P" "$N" 0; done
+  table "$results" "pp$P / tg$N, $THREADS threads, f16 KV, empty cache"
+fi
+if [[ " $SECTIONS " == *" long "* ]]; then
+  results="$OUT/long.tsv"; : > "$results"
+  for m in $LONG_MODELS; do run_bench "$results" "$m" "$LONG" 0 1; done
+  table "$results" "pp$LONG, $THREADS threads (llama.cpp -fa 1)"
+fi
+
+# ---------------------------------------------------------------- serve
+wait_up() {   # url
+  for _ in $(seq 1 600); do curl -sf "$1/health" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  echo "server at $1 did not come up" >&2; return 1
+}
+
+if [[ " $SECTIONS " == *" serve "* ]]; then
+  results="$OUT/serve.tsv"; : > "$results"
+  port=18431
+  for m in $SERVE_MODELS; do
+    f=$(model_file "$m")
+    for round in $(seq 1 "$ROUNDS"); do
+      for prog in kvserve llama.cpp; do
+        if [ "$prog" = kvserve ]; then
+          "$KV" serve -m "$f" -t "$THREADS" --port $port --max-batch 16 >"$OUT/server-$prog.log" 2>&1 &
+        else
+          "$PEER/bin/llama-server" -m "$f" -np 16 -c 8192 -t "$THREADS" -fa on --port $port >"$OUT/server-$prog.log" 2>&1 &
+        fi
+        pid=$!
+        wait_up "http://127.0.0.1:$port"
+        for c in $CONC; do
+          echo "== $m round $round: $prog, concurrency $c" >&2
+          "$KV" bench serve --url "http://127.0.0.1:$port" -c "$c" -n $(( SN > c ? SN : c * 2 )) --prompt-len "$SP" \
+            --gen-len "$SG" --model "$(basename "$f" .gguf)" -o "$OUT/serve.json" >/dev/null 2>&1
+          python3 - "$OUT/serve.json" "$m" "$prog" "$round" "$c" >> "$results" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("\t".join(sys.argv[2:6] + [str(d["output_throughput"]), str(d["median_tpot_ms"]), str(d["median_ttft_ms"]), str(d["failed"])]))
+PY
+        done
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+      done
+    done
+  done
+  python3 - "$results" "$SP" "$SG" <<'PY'
 import sys, collections
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
-    model, prog, threads, test, mean, sd = line.rstrip("\n").split("\t")
-    rows.setdefault((model, threads, test), {})[prog] = (float(mean), float(sd))
-print("| model | threads | test | kvserve t/s | llama.cpp t/s | kvserve / llama.cpp |")
-print("|---|---:|---|---:|---:|---:|")
-for (model, threads, test), r in rows.items():
-    k, l = r.get("kvserve"), r.get("llama.cpp")
-    cell = lambda v: f"{v[0]:.2f} ± {v[1]:.2f}" if v else "n/a"
-    ratio = f"{k[0] / l[0]:.2f}×" if k and l else "n/a"
-    print(f"| {model} | {threads} | {test} | {cell(k)} | {cell(l)} | {ratio} |")
+    model, prog, rnd, c, out, tpot, ttft, failed = line.rstrip("\n").split("\t")
+    rows.setdefault((model, int(c)), collections.defaultdict(dict))[prog][rnd] = (float(out), float(tpot), float(ttft), int(failed))
+print(f"\n### serving, prompt ~{sys.argv[2]} tokens, {sys.argv[3]} out, streamed (kvserve bench serve)\n")
+print("| file | concurrency | kvserve out tok/s | llama-server out tok/s | ratio, per round | TPOT ms kvserve / llama-server | failed |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for (model, c), r in rows.items():
+    k, l = r.get("kvserve", {}), r.get("llama.cpp", {})
+    ratios = [f"{k[x][0] / l[x][0]:.2f}×" for x in k if x in l]
+    f = lambda d, i: " / ".join(f"{v[i]:.1f}" for v in d.values())
+    failed = sum(v[3] for v in k.values()) + sum(v[3] for v in l.values())
+    print(f"| {model} | {c} | {f(k, 0)} | {f(l, 0)} | {' / '.join(ratios)} | {f(k, 1)} / {f(l, 1)} | {failed} |")
 PY
+fi
