@@ -77,7 +77,8 @@ class ServerSoakTest {
             AtomicLong completed = new AtomicLong(), aborted = new AtomicLong(), malformed = new AtomicLong();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
             List<Resources> samples = new ArrayList<>();
-            ExecutorService pool = Executors.newFixedThreadPool(CLIENTS);
+            AtomicLong clientIds = new AtomicLong();
+            ExecutorService pool = Executors.newFixedThreadPool(CLIENTS, r -> new Thread(r, "soak-client-" + clientIds.incrementAndGet()));
             List<Future<?>> clients = new ArrayList<>();
             for (int c = 0; c < CLIENTS; c++) {
                 Random r = new Random(1000 + c);
@@ -160,7 +161,8 @@ class ServerSoakTest {
         static Map<String, Long> liveThreadKinds() {
             Map<String, Long> kinds = new java.util.TreeMap<>();
             for (Thread t : Thread.getAllStackTraces().keySet()) {
-                if (!t.isAlive() || t.getName().startsWith("ForkJoinPool")) continue;
+                // the clients' own threads may still be exiting after their pool terminated
+                if (!t.isAlive() || t.getName().startsWith("ForkJoinPool") || t.getName().startsWith("soak-client")) continue;
                 kinds.merge(t.getName().replaceAll("[-#]?\\d+$", ""), 1L, Long::sum);
             }
             return kinds;

@@ -8,6 +8,7 @@ import java.nio.ByteBuffer;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 
@@ -29,11 +30,13 @@ final class CsdWorker implements AttentionOffload, AutoCloseable {
 
     CsdWorker(TierStore store, int threads, long memoryBytes) {
         this.store = store;
-        this.threads = Executors.newFixedThreadPool(threads, r -> {
+        ThreadPoolExecutor pool = (ThreadPoolExecutor) Executors.newFixedThreadPool(threads, r -> {
             Thread t = new Thread(r, "kv-csd");
             t.setDaemon(true);
             return t;
         });
+        pool.prestartAllCoreThreads();   // as the store's I/O threads: all there from the start
+        this.threads = pool;
         this.budgetKiB = (int) Math.max(8, Math.min(Integer.MAX_VALUE, memoryBytes / 1024));
         this.memoryKiB = new Semaphore(budgetKiB);
     }

@@ -22,6 +22,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.zip.CRC32C;
@@ -92,11 +93,15 @@ public final class TierStore implements AutoCloseable {
             } catch (IOException e) {
                 throw new IllegalArgumentException("cannot create the SSD tier file in " + ssdDir + ": " + e.getMessage(), e);
             }
-            this.io = Executors.newFixedThreadPool(ioThreads, r -> {
+            ThreadPoolExecutor pool = (ThreadPoolExecutor) Executors.newFixedThreadPool(ioThreads, r -> {
                 Thread t = new Thread(r, "kv-ssd-io");
                 t.setDaemon(true);
                 return t;
             });
+            // Started with the store, not at its first write: a store's threads are all there from the
+            // start (a server makes its stores at start-up), and none appear later.
+            pool.prestartAllCoreThreads();
+            this.io = pool;
         } else {
             this.file = null;
             this.channel = null;
