@@ -1,5 +1,7 @@
 package dev.kvserve.http;
 
+import dev.kvserve.scheduler.EngineHealth;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kvserve.http.openai.Json;
 import org.junit.jupiter.api.AfterAll;
@@ -16,6 +18,7 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.util.List;
+import java.util.Map;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -200,6 +203,27 @@ class HttpErrorsTest {
         assertThat(streamed.get("message").asText()).isEqualTo("The request body is too large: the limit is 4096 bytes");
         // The server is still fine afterwards.
         assertThat(send("GET", "/health", null, null).statusCode()).isEqualTo(200);
+    }
+
+    @Test
+    void healthSaysWhetherTheEngineServesAsProbesExpect() throws Exception {
+        ScriptedBackend probed = new ScriptedBackend("abc", 256, 4, null);
+        try (HttpServer s = HttpServer.start(probed, ServerOptions.defaults().withPort(0))) {
+            record Case(EngineHealth.Status status, int health, int ready, int live, String word) {}
+            for (Case c : List.of(new Case(EngineHealth.Status.SERVING, 200, 200, 200, "ok"),
+                    new Case(EngineHealth.Status.RESTARTING, 503, 503, 200, "restarting"),
+                    new Case(EngineHealth.Status.FAILED, 503, 503, 503, "engine_failed"))) {
+                probed.health = new EngineHealth(c.status(), 1, "java.lang.Error: secret detail");
+                for (var probe : Map.of("/health", c.health(), "/health/ready", c.ready(), "/health/live", c.live()).entrySet()) {
+                    HttpResponse<String> r = client.send(HttpRequest.newBuilder(URI.create(s.url() + probe.getKey())).GET().build(),
+                            HttpResponse.BodyHandlers.ofString());
+                    assertThat(r.statusCode()).as(c.status() + " " + probe.getKey()).isEqualTo(probe.getValue());
+                    assertThat(r.body()).contains("\"status\":\"" + c.word() + "\"").doesNotContain("secret");
+                }
+            }
+        } finally {
+            probed.close();
+        }
     }
 
     @Test

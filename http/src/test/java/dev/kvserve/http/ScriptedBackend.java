@@ -1,5 +1,6 @@
 package dev.kvserve.http;
 
+import dev.kvserve.scheduler.EngineHealth;
 import dev.kvserve.scheduler.EngineStats;
 import dev.kvserve.scheduler.FinishReason;
 import dev.kvserve.scheduler.GenerationListener;
@@ -52,6 +53,8 @@ final class ScriptedBackend implements ServingBackend {
     /** Counted down when a generation has emitted its first token. */
     volatile CountDownLatch firstTokenLatch = new CountDownLatch(1);
     private volatile boolean closed;
+    /** What {@link #health()} reports (the real engine's health after a restart or failure). */
+    volatile EngineHealth health = new EngineHealth(EngineHealth.Status.SERVING, 0, null);
     /** Size of {@link #running}, published by the engine thread under this lock for {@link #awaitRunning}. */
     private final Object runningLock = new Object();
     private int runningCount;
@@ -133,6 +136,11 @@ final class ScriptedBackend implements ServingBackend {
             throw new IllegalArgumentException("unknown KV policy '" + spec + "' (known: fp16, int4:group=N, int8:group=N)");
         }
         return spec;
+    }
+
+    @Override
+    public EngineHealth health() {
+        return health;
     }
 
     @Override
