@@ -58,14 +58,17 @@ run_bench() {   # results model-spec pp tg fa
   f=$(model_file "$spec")
   for round in $(seq 1 "$ROUNDS"); do
     echo "== $spec round $round: kvserve bench -p $p -n $n" >&2
-    "$KV" bench -m "$f" -p "$p" -n "$n" -t "$THREADS" -r "$R" --warmup 1 --out "$OUT/kv.json" >/dev/null 2>&1
+    rm -f "$OUT/kv.json"
+    "$KV" bench -m "$f" -p "$p" -n "$n" -t "$THREADS" -r "$R" --warmup 1 --out "$OUT/kv.json" >/dev/null 2>"$OUT/kv.err" \
+      || { echo "   kvserve failed: $(grep -v '^WARNING' "$OUT/kv.err" | tail -1)" >&2; echo '[]' > "$OUT/kv.json"; }
     python3 - "$OUT/kv.json" "$spec" "$round" >> "$results" <<'PY'
 import json, sys
 for row in json.load(open(sys.argv[1])):
     print(f"{sys.argv[2]}\tkvserve\t{sys.argv[3]}\t{row['test']}\t{row['tps_mean']}")
 PY
     echo "== $spec round $round: llama-bench -p $p -n $n -fa $fa" >&2
-    "$PEER/bin/llama-bench" -m "$f" -p "$p" -n "$n" -t "$THREADS" -r "$R" -fa "$fa" -o json > "$OUT/ll.json" 2>/dev/null
+    "$PEER/bin/llama-bench" -m "$f" -p "$p" -n "$n" -t "$THREADS" -r "$R" -fa "$fa" -o json > "$OUT/ll.json" 2>"$OUT/ll.err" \
+      || { echo "   llama-bench failed: $(tail -1 "$OUT/ll.err")" >&2; echo '[]' > "$OUT/ll.json"; }
     python3 - "$OUT/ll.json" "$spec" "$round" >> "$results" <<'PY'
 import json, sys
 for row in json.load(open(sys.argv[1])):
