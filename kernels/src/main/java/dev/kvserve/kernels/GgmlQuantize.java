@@ -9,9 +9,11 @@ import java.nio.ByteOrder;
  * Encoders and decoders for ggml's weight storage types, one row at a time, on MemorySegments.
  *
  * <p>The encoders follow ggml's reference {@code quantize_row_*_ref} algorithms (the ones
- * {@code llama-quantize} runs when it is given no importance matrix), step by step and in float
- * arithmetic, so that Q8_0 and Q4_0 output is byte for byte what llama.cpp writes. For Q4_K and
- * Q6_K the same holds for a llama.cpp built without floating-point contraction; a build that fuses
+ * {@code llama-quantize} runs when it is given no importance matrix; for IQ4_NL that is
+ * {@code quantize_iq4_nl}, whose scale search differs from {@code quantize_row_iq4_nl_ref}), step
+ * by step and in float arithmetic, so that the output is byte for byte what llama.cpp writes
+ * (GgmlQuantizeTest compares every block type with ggml-quants.c's own output). For the K types
+ * that holds for a llama.cpp built without floating-point contraction; a build that fuses
  * multiply-adds may differ in the last bit of a scale now and then, which moves a few quants by one.
  *
  * <p>Block layouts (all little-endian, as in GGUF):
@@ -19,6 +21,12 @@ import java.nio.ByteOrder;
  *   <li>Q8_0: f16 scale d, 32 int8 quants; value = q * d.</li>
  *   <li>Q4_0: f16 scale d, 16 bytes; the low nibble of byte j is element j, the high nibble element
  *       j + 16; value = (q - 8) * d.</li>
+ *   <li>Q4_1: f16 d, f16 m, 16 bytes of nibbles as Q4_0; value = q * d + m.</li>
+ *   <li>Q5_0: f16 d, 32-bit qh (bit j is the fifth bit of element j), 16 bytes of nibbles as Q4_0;
+ *       value = (q - 16) * d. Q5_1: f16 d, f16 m, qh, nibbles; value = q * d + m.</li>
+ *   <li>IQ4_NL: f16 d, 16 bytes of nibbles as Q4_0, each an index into {@link #IQ4_NL_VALUES};
+ *       value = d * IQ4_NL_VALUES[q].</li>
+ *   <li>Q2_K, Q3_K, Q5_K: see the comments of {@code quantizeQ2K}, {@code quantizeQ3K}, {@code quantizeQ5K}.</li>
  *   <li>Q4_K: super-block of 256 = 8 sub-blocks of 32. f16 d, f16 dmin, 12 bytes of 6-bit scales
  *       and mins (packed as in {@link #scaleMinK4}), 128 bytes of nibbles: bytes 32c..32c+31 hold
  *       sub-block 2c in their low nibbles and sub-block 2c+1 in their high nibbles;
