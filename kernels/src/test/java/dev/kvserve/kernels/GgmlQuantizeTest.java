@@ -154,7 +154,8 @@ class GgmlQuantizeTest {
 
     /** Error bounds of each encoder on Gaussian rows, relative to the row's RMS. */
     @ParameterizedTest
-    @CsvSource({"F32, 0", "F16, 0.0005", "BF16, 0.004", "Q8_0, 0.01", "Q4_0, 0.12", "Q4_K, 0.1", "Q6_K, 0.025"})
+    @CsvSource({"F32, 0", "F16, 0.0005", "BF16, 0.004", "Q8_0, 0.01", "Q4_0, 0.12", "Q4_K, 0.1", "Q6_K, 0.025",
+        "Q4_1, 0.11", "Q5_0, 0.06", "Q5_1, 0.055", "IQ4_NL, 0.1", "Q2_K, 0.4", "Q3_K, 0.2", "Q5_K, 0.05"})
     void roundTripErrorIsWithinTheTypesPrecision(GgmlType type, double maxRelRms) {
         int cols = 512;
         float[] x = new float[cols * 4];
@@ -172,6 +173,19 @@ class GgmlQuantizeTest {
                 ref += x[i] * (double) x[i];
             }
             assertThat(Math.sqrt(err / ref)).isLessThanOrEqualTo(maxRelRms);
+            if (type == GgmlType.Q4_1 || type == GgmlType.Q5_1) {
+                // min + q·d with q rounded half up and nothing clipped: within half a step, plus the
+                // f16 rounding of d (times up to 31 steps) and of the min
+                int steps = type == GgmlType.Q4_1 ? 15 : 31;
+                for (int b = 0; b < x.length / 32; b++) {
+                    long o = (long) b * type.blockBytes;
+                    float d = GgmlQuantize.f16ToFloat(q.get(GgmlQuantize.LE_SHORT, o));
+                    for (int j = 0; j < 32; j++) {
+                        int i = 32 * b + j;
+                        assertThat(Math.abs(x[i] - y[i])).isLessThanOrEqualTo(d * 0.5f + d * steps * 0x1p-11f + 0.001f * Math.abs(x[i]) + 1e-6f);
+                    }
+                }
+            }
             if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0) {
                 // every value lands within half a step (plus f16 rounding of the scale) of its input;
                 // Q4_0 clips the far end of its asymmetric range (-8..7) by up to a whole step
@@ -189,7 +203,8 @@ class GgmlQuantizeTest {
 
     @Test
     void zeroBlocksEncodeToZero() {
-        for (GgmlType type : new GgmlType[] {GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K}) {
+        for (GgmlType type : new GgmlType[] {GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1,
+                GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q5_K}) {
             float[] x = new float[256];
             MemorySegment q = MemorySegment.ofArray(new byte[(int) type.bytesFor(256)]);
             GgmlQuantize.quantizeRow(type, x, q, 0);
@@ -200,7 +215,7 @@ class GgmlQuantizeTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"Q4_1", "Q5_K", "IQ2_XS"})
+    @ValueSource(strings = {"Q8_1", "IQ4_XS", "IQ2_XS"})
     void unsupportedTypesAreRefusedByName(GgmlType type) {
         assertThatThrownBy(() -> GgmlQuantize.quantizeRow(type, new float[256], MemorySegment.ofArray(new byte[1024]), 0))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(type.name());
@@ -214,5 +229,162 @@ class GgmlQuantizeTest {
                 .isInstanceOf(IndexOutOfBoundsException.class);
         assertThatThrownBy(() -> GgmlQuantize.dequantizeRow(GgmlType.Q4_K, MemorySegment.ofArray(new byte[144]), 1, new float[256]))
                 .isInstanceOf(IndexOutOfBoundsException.class);
+    }
+
+    // ---------------------------------------------------------------- ggml's own output
+
+    /**
+     * Every block-quantized encoder against ggml's: {@code src/test/resources/ggml-golden/*.bin}
+     * are what ggml-quants.c (the llama.cpp source in /work/shared/peers) writes for the matrix
+     * {@link #goldenInput} makes, through the functions {@code llama-quantize} calls without an
+     * importance matrix (quantize_q5_0 → quantize_row_q5_0_ref, ..., quantize_iq4_nl). Made by
+     * {@code golden.c} in the same folder, built with {@code -ffp-contract=off}; a build that
+     * contracts to FMA writes the same bytes for every type but Q4_K here (32 bytes differ).
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    void encodersReproduceGgmlByteForByte(GgmlType type) throws Exception {
+        byte[] expected;
+        try (var in = GgmlQuantizeTest.class.getResourceAsStream("/ggml-golden/" + type.name().toLowerCase() + ".bin")) {
+            assertThat(in).as("golden file for " + type).isNotNull();
+            expected = in.readAllBytes();
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment ours = GgmlQuantize.quantize(type, goldenInput(), GOLDEN_COLS, arena);
+            assertThat(ours.byteSize()).isEqualTo(expected.length);
+            long mismatch = ours.mismatch(MemorySegment.ofArray(expected));
+            assertThat(mismatch).as("first differing byte (block %d)", mismatch / type.blockBytes).isEqualTo(-1L);
+        }
+    }
+
+    private static final int GOLDEN_COLS = 512;
+    private static long goldenState;
+
+    /** golden.c's next_uniform: a 24-bit integer over 2^23, exact in float. */
+    private static float nextUniform() {
+        goldenState = goldenState * 6364136223846793005L + 1442695040888963407L;
+        int v = (int) (goldenState >>> 40) - (1 << 23);
+        return (float) v / 8388608.0f;
+    }
+
+    /** golden.c's fill(): four rows of 512 (uniform, small, cubed, and edge cases). */
+    private static float[] goldenInput() {
+        goldenState = 0x9E3779B97F4A7C15L;
+        int n = GOLDEN_COLS;
+        float[] x = new float[4 * n];
+        for (int i = 0; i < n; i++) x[i] = nextUniform();
+        for (int i = 0; i < n; i++) x[n + i] = nextUniform() * 0.02f;
+        for (int i = 0; i < n; i++) {
+            float u = nextUniform();
+            x[2 * n + i] = u * u * u * 3.0f;
+        }
+        int r = 3 * n;
+        for (int i = 0; i < n; i++) x[r + i] = nextUniform() * 0.05f;
+        for (int i = 0; i < 32; i++) x[r + i] = 0.0f;
+        for (int i = 32; i < 64; i++) x[r + i] = 0.5f;
+        for (int i = 64; i < 96; i++) x[r + i] = x[r + i] < 0 ? -x[r + i] + 0.01f : x[r + i] + 0.01f;
+        x[r + 96 + 5] = 4.0f;
+        x[r + 128 + 7] = -3.0f;
+        for (int i = 256; i < 272; i++) x[r + i] = 0.0f;
+        return x;
+    }
+
+    // ---------------------------------------------------------------- hand-checked blocks
+
+    @Test
+    void q5_0PutsTheFifthBitsInQhAndMapsTheLargestMagnitudeOntoMinus16() {
+        float[] x = new float[32];
+        for (int j = 0; j < 32; j++) x[j] = j - 16;   // largest magnitude -16 → d = -16 / -16 = 1
+        MemorySegment block = MemorySegment.ofArray(new byte[22]);
+        GgmlQuantize.quantizeRow(GgmlType.Q5_0, x, block, 0);
+        assertThat(block.get(GgmlQuantize.LE_SHORT, 0)).isEqualTo((short) 0x3C00);   // 1.0
+        // q = min(31, trunc(x + 16.5)) = j: bit 4 is set for j = 16..31, so qh = 0xFFFF0000
+        assertThat(block.get(GgmlQuantize.LE_INT, 2)).isEqualTo(0xFFFF0000);
+        // byte j: low nibble j & 15 (element j), high nibble (j + 16) & 15 = j
+        for (int j = 0; j < 16; j++) assertThat(block.get(ValueLayout.JAVA_BYTE, 6 + j) & 0xff).isEqualTo(j | (j << 4));
+        float[] back = new float[32];
+        GgmlQuantize.dequantizeRow(GgmlType.Q5_0, block, 0, back);
+        assertThat(back).containsExactly(x);
+    }
+
+    @Test
+    void q4_1AndQ5_1StoreTheMinimumAndUnsignedSteps() {
+        float[] x = new float[32];
+        for (int j = 0; j < 32; j++) x[j] = 3 + (j % 16);   // min 3, max 18: Q4_1 d = 1, Q5_1 d = 15/31
+        MemorySegment q41 = MemorySegment.ofArray(new byte[20]);
+        GgmlQuantize.quantizeRow(GgmlType.Q4_1, x, q41, 0);
+        assertThat(GgmlQuantize.f16ToFloat(q41.get(GgmlQuantize.LE_SHORT, 0))).isEqualTo(1f);
+        assertThat(GgmlQuantize.f16ToFloat(q41.get(GgmlQuantize.LE_SHORT, 2))).isEqualTo(3f);
+        for (int j = 0; j < 16; j++) assertThat(q41.get(ValueLayout.JAVA_BYTE, 4 + j) & 0xff).isEqualTo(j | (j << 4));
+        float[] back = new float[32];
+        GgmlQuantize.dequantizeRow(GgmlType.Q4_1, q41, 0, back);
+        assertThat(back).containsExactly(x);
+
+        MemorySegment q51 = MemorySegment.ofArray(new byte[24]);
+        GgmlQuantize.quantizeRow(GgmlType.Q5_1, x, q51, 0);
+        assertThat(GgmlQuantize.f16ToFloat(q51.get(GgmlQuantize.LE_SHORT, 2))).isEqualTo(3f);
+        GgmlQuantize.dequantizeRow(GgmlType.Q5_1, q51, 0, back);
+        // the top value uses q = 31: its fifth bit is set for elements 15 and 31
+        assertThat(q51.get(GgmlQuantize.LE_INT, 4) & 0x80008000).isEqualTo(0x80008000);
+        for (int j = 0; j < 32; j++) assertThat(back[j]).isCloseTo(x[j], org.assertj.core.data.Offset.offset(0.25f));
+    }
+
+    @Test
+    void iq4_NlPicksTheNearestOfItsSixteenLevels() {
+        // A block that is exactly d · level for d = 0.01: the fit finds that scale and the levels.
+        int[] levels = GgmlQuantize.IQ4_NL_VALUES;
+        float[] x = new float[32];
+        for (int j = 0; j < 32; j++) x[j] = levels[(j * 7) % 16] * 0.01f;
+        MemorySegment block = MemorySegment.ofArray(new byte[18]);
+        GgmlQuantize.quantizeRow(GgmlType.IQ4_NL, x, block, 0);
+        for (int j = 0; j < 16; j++) {
+            int b = block.get(ValueLayout.JAVA_BYTE, 2 + j) & 0xff;
+            assertThat(b & 15).as("element %d", j).isEqualTo((j * 7) % 16);
+            assertThat(b >>> 4).as("element %d", j + 16).isEqualTo(((j + 16) * 7) % 16);
+        }
+        float[] back = new float[32];
+        GgmlQuantize.dequantizeRow(GgmlType.IQ4_NL, block, 0, back);
+        for (int j = 0; j < 32; j++) assertThat(back[j]).isCloseTo(x[j], org.assertj.core.data.Offset.offset(0.0013f));
+    }
+
+    @Test
+    void q2_KQ3_KAndQ5_KDecodeTheirPackedFields() {
+        // Q2_K: scale byte 0x21 (scale 1, min 2) for run 0, d = 1, dmin = 0.5; element 32 (g = 1,
+        // run 2) reads bits 2-3 of quant byte 0.
+        MemorySegment q2 = MemorySegment.ofArray(new byte[84]);
+        q2.set(ValueLayout.JAVA_BYTE, 0, (byte) 0x21);
+        q2.set(ValueLayout.JAVA_BYTE, 2, (byte) 0x03);
+        q2.set(ValueLayout.JAVA_BYTE, 16, (byte) 0b1110);   // element 0 → 2, element 32 → 3
+        q2.set(GgmlQuantize.LE_SHORT, 80, GgmlQuantize.floatToF16(1f));
+        q2.set(GgmlQuantize.LE_SHORT, 82, GgmlQuantize.floatToF16(0.5f));
+        float[] y = new float[256];
+        GgmlQuantize.dequantizeRow(GgmlType.Q2_K, q2, 0, y);
+        assertThat(y[0]).isEqualTo(1f * 2 - 0.5f * 2);
+        assertThat(y[32]).isEqualTo(3f * 3);
+        assertThat(y[1]).isEqualTo(-1f);
+
+        // Q3_K: run 9's scale = low nibble in the high half of byte 1, top bits at bits 4-5 of
+        // byte 8 + 9 % 4 = 9; element 144 (h = 1, g = 0, l = 16) has hmask bit 4 of hmask[16].
+        MemorySegment q3 = MemorySegment.ofArray(new byte[110]);
+        q3.set(ValueLayout.JAVA_BYTE, 96 + 1, (byte) 0x50);          // run 9 low nibble 5
+        q3.set(ValueLayout.JAVA_BYTE, 96 + 9, (byte) (2 << 4));      // run 9 top bits 2 → 37 - 32 = 5
+        q3.set(ValueLayout.JAVA_BYTE, 16, (byte) (1 << 4));          // third bit of element 144
+        q3.set(ValueLayout.JAVA_BYTE, 32 + 32 + 16, (byte) 0b10);    // low bits of element 144: 2
+        q3.set(GgmlQuantize.LE_SHORT, 108, GgmlQuantize.floatToF16(0.5f));
+        assertThat(GgmlQuantize.scaleQ3K(q3, 96, 9)).isEqualTo(5);
+        GgmlQuantize.dequantizeRow(GgmlType.Q3_K, q3, 0, y);
+        assertThat(y[144]).isEqualTo(0.5f * 5 * 2);             // bit set: q = 2, no -4
+        assertThat(y[145]).isEqualTo(0.5f * 5 * -4);            // bit clear, low bits 0: q = -4
+        assertThat(y[0]).isEqualTo(0.5f * -32 * -4);            // scale 0 - 32
+
+        // Q5_K: sub-block 3 (c = 1, high nibbles) takes its fifth bit from bit 3 of qh[l].
+        MemorySegment q5 = MemorySegment.ofArray(new byte[176]);
+        q5.set(GgmlQuantize.LE_SHORT, 0, GgmlQuantize.floatToF16(1f));
+        q5.set(ValueLayout.JAVA_BYTE, 4 + 3, (byte) 2);              // sub-block 3 scale 2, min 0
+        q5.set(ValueLayout.JAVA_BYTE, 16 + 4, (byte) (1 << 3));
+        q5.set(ValueLayout.JAVA_BYTE, 48 + 32 + 4, (byte) 0x70);     // high nibble 7
+        GgmlQuantize.dequantizeRow(GgmlType.Q5_K, q5, 0, y);
+        assertThat(y[96 + 4]).isEqualTo(2f * (7 + 16));
+        assertThat(y[96 + 5]).isEqualTo(0f);
     }
 }

@@ -18,7 +18,9 @@ public final class SynthCommand implements Callable<Integer> {
     String like;
 
     @Option(names = "--type", defaultValue = "q8_0", paramLabel = "TYPE",
-            description = "Weight type: f32, f16, q8_0, q4_0, q4_k, q6_k (default: ${DEFAULT-VALUE}).")
+            description = "Weight type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k, q3_k, q4_k, q5_k, q6_k; "
+                    + "K-type matrices whose rows are not whole 256-blocks fall back as llama-quantize's do (q4_k → q5_0) "
+                    + "(default: ${DEFAULT-VALUE}).")
     String type;
 
     @Option(names = {"-o", "--output"}, required = true, paramLabel = "FILE", description = "GGUF file to write.")
@@ -37,7 +39,7 @@ public final class SynthCommand implements Callable<Integer> {
         try {
             t = GgmlType.valueOf(type.toUpperCase(Locale.ROOT));
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("unknown --type '" + type + "'; use f32, f16, q8_0, q4_0, q4_k or q6_k");
+            throw new IllegalArgumentException("unknown --type '" + type + "'; use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k, q3_k, q4_k, q5_k or q6_k");
         }
         if (!SyntheticModels.canWrite(t)) throw new IllegalArgumentException("--type " + type + " cannot be written");
         var spec = SyntheticModels.preset(like);

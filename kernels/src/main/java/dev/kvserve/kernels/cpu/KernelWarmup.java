@@ -56,8 +56,8 @@ final class KernelWarmup {
     static void warm(GgmlType type) {
         if (!enabled() || !type.supported || warmed(type)) return;
         int cols = switch (type) {
-            case Q4_K, Q6_K -> 512;
-            case Q8_0, Q4_0 -> 544;
+            case Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> 512;
+            case Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> 544;
             default -> 521;
         };
         try (Arena arena = Arena.ofShared(); CpuBackend backend = new CpuBackend(1)) {

@@ -51,6 +51,13 @@ abstract class WeightKernel {
     private static final WeightKernel Q4_0 = Vec.QUANT_OK ? new Q4_0Kernel() : new ScalarWeightKernel(GgmlType.Q4_0);
     private static final WeightKernel Q4_K = Vec.QUANT_OK ? new Q4_KKernel() : new ScalarWeightKernel(GgmlType.Q4_K);
     private static final WeightKernel Q6_K = Vec.QUANT_OK ? new Q6_KKernel() : new ScalarWeightKernel(GgmlType.Q6_K);
+    private static final WeightKernel Q4_1 = Vec.QUANT_OK ? new Q4_1Kernel() : new ScalarWeightKernel(GgmlType.Q4_1);
+    private static final WeightKernel Q5_0 = Vec.QUANT_OK ? new Q5_0Kernel() : new ScalarWeightKernel(GgmlType.Q5_0);
+    private static final WeightKernel Q5_1 = Vec.QUANT_OK ? new Q5_1Kernel() : new ScalarWeightKernel(GgmlType.Q5_1);
+    private static final WeightKernel IQ4_NL = Vec.QUANT_OK ? new Iq4_NlKernel() : new ScalarWeightKernel(GgmlType.IQ4_NL);
+    private static final WeightKernel Q2_K = Vec.QUANT_OK ? new Q2_KKernel() : new ScalarWeightKernel(GgmlType.Q2_K);
+    private static final WeightKernel Q3_K = Vec.QUANT_OK ? new Q3_KKernel() : new ScalarWeightKernel(GgmlType.Q3_K);
+    private static final WeightKernel Q5_K = Vec.QUANT_OK ? new Q5_KKernel() : new ScalarWeightKernel(GgmlType.Q5_K);
     private static final WeightKernel F16_SCALAR = new ScalarWeightKernel(GgmlType.F16);
     private static final WeightKernel BF16_SCALAR = new ScalarWeightKernel(GgmlType.BF16);
 
@@ -63,6 +70,13 @@ abstract class WeightKernel {
             case Q4_0 -> Q4_0;
             case Q4_K -> Q4_K;
             case Q6_K -> Q6_K;
+            case Q4_1 -> Q4_1;
+            case Q5_0 -> Q5_0;
+            case Q5_1 -> Q5_1;
+            case IQ4_NL -> IQ4_NL;
+            case Q2_K -> Q2_K;
+            case Q3_K -> Q3_K;
+            case Q5_K -> Q5_K;
             default -> throw new IllegalArgumentException("no CPU kernel for weight type " + type);
         };
     }

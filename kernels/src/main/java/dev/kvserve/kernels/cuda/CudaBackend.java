@@ -138,8 +138,11 @@ public final class CudaBackend implements Backend {
     public WeightTensor upload(WeightTensor host) {
         requireOpen();
         if (!Kernels.WEIGHT_SUFFIX.containsKey(host.type())) {
+            // Refused here, at load, rather than miscomputed later: e.g. the Q5_0/Q5_1/IQ4_NL/Q2_K/Q3_K/Q5_K
+            // tensors of llama-quantize's K mixes have CPU kernels only.
             throw new IllegalArgumentException("cannot upload " + host + ": the CUDA backend has no kernels for "
-                    + host.type() + " (supported: " + Kernels.WEIGHT_SUFFIX.keySet() + ")");
+                    + host.type() + " (supported: " + Kernels.WEIGHT_SUFFIX.keySet() + "); the CPU backend runs "
+                    + host.type() + " (--backend cpu)");
         }
         long bytes = host.type().bytesFor(host.elements());
         if (host.data().byteSize() < bytes) {

@@ -80,9 +80,13 @@ class CpuBackendTest {
         // the four-row tiles and each remainder.
         Stream.Builder<Arguments> cases = Stream.builder();
         for (GgmlType type : new GgmlType[] {GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0,
-                GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K}) {
+                GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+                GgmlType.IQ4_NL, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q5_K}) {
             int[] colChoices = switch (type) {
-                case Q4_K, Q6_K -> new int[] {256, 768};
+                case Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> new int[] {256, 768};
+                // 576 = 18 blocks: a row of SmolLM2-135M, where Q4_K_M falls back to Q5_0 (and
+                // the block-32 tile kernels' partial last tile of 64 values)
+                case Q4_1, Q5_0, Q5_1, IQ4_NL -> new int[] {32, 96, 576};
                 case Q8_0, Q4_0 -> new int[] {32, 96, 544};
                 default -> new int[] {7, 37, 515};
             };
@@ -96,6 +100,7 @@ class CpuBackendTest {
             addCases(cases, type, 2048, 9, 1);
             addCases(cases, type, 2048, 9, 5);
             addCases(cases, type, type.blockSize == 256 ? 512 : 544, 300, 6);
+            addCases(cases, type, type.blockSize == 256 ? 512 : 544, 301, 17);
         }
         return cases.build();
     }
@@ -108,6 +113,9 @@ class CpuBackendTest {
         cases.add(Arguments.of(type, cols, rows, batch, "vector"));
         if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0) {
             cases.add(Arguments.of(type, cols, rows, batch, "default"));
+            cases.add(Arguments.of(type, cols, rows, batch, "uploaded"));
+        } else if (type.blockSize > 1 && type != GgmlType.Q4_K && type != GgmlType.Q6_K) {
+            // the types added with the Q4_K_M/Q5_K_M fallbacks: also through upload and the default backend
             cases.add(Arguments.of(type, cols, rows, batch, "uploaded"));
         }
     }
@@ -216,7 +224,8 @@ class CpuBackendTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"F32, 37", "F16, 37", "BF16, 37", "Q8_0, 96", "Q4_0, 96", "Q4_K, 512", "Q6_K, 512"})
+    @CsvSource({"F32, 37", "F16, 37", "BF16, 37", "Q8_0, 96", "Q4_0, 96", "Q4_K, 512", "Q6_K, 512", "Q4_1, 96",
+        "Q5_0, 576", "Q5_1, 96", "IQ4_NL, 96", "Q2_K, 512", "Q3_K, 512", "Q5_K, 512"})
     void decodeRowMatchesTheScalarDecoder(GgmlType type, int cols) {
         float[] values = gaussian(new Random(type.ordinal() + 99), 3 * cols, 0.1f);
         MemorySegment data = GgmlQuantize.quantize(type, values, cols, arena);
@@ -228,6 +237,19 @@ class CpuBackendTest {
             for (int c = 0; c < cols; c++) {
                 assertThat(got[c]).as("row %d col %d", r, c).isCloseTo(want[c], org.assertj.core.data.Offset.offset(1e-6f * Math.abs(want[c]) + 1e-9f));
             }
+        }
+    }
+
+    /** The warm-up matrix of each type is whole blocks, and its matmuls run (once per JVM per type). */
+    @Test
+    void warmUpRunsForEveryTypeAddedForTheKQuantFallbacks() {
+        GgmlType[] types = {GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q5_K};
+        CpuBackend.warmUp(types);
+        for (GgmlType type : types) {
+            int cols = type.blockSize == 256 ? 512 : 544;
+            float[] weights = gaussian(new Random(type.ordinal() + 5), cols * 21, 0.05f);
+            WeightTensor w = backend.upload(new WeightTensor("w", type, new long[] {cols, 21}, GgmlQuantize.quantize(type, weights, cols, arena)));
+            assertMatmulMatchesReference(w, 5, 79, 1e-3f);
         }
     }
 
@@ -415,7 +437,7 @@ class CpuBackendTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"})
+    @CsvSource({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q5_K"})
     void embedDecodesTheTokenRows(GgmlType type) {
         int cols = 256;
         int rows = 10;
@@ -446,9 +468,9 @@ class CpuBackendTest {
         assertThatThrownBy(() -> backend.matmul(w, small, out, 1))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("blk.0.attn_q.weight");
         assertThatThrownBy(() -> backend.matmul(w, out, out, 0)).isInstanceOf(IllegalArgumentException.class);
-        WeightTensor q41 = new WeightTensor("odd", GgmlType.Q4_1, new long[] {32, 1}, arena.allocate(20));
-        assertThatThrownBy(() -> backend.matmul(q41, out, out, 1))
-                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("Q4_1");
+        WeightTensor iq4xs = new WeightTensor("odd", GgmlType.IQ4_XS, new long[] {256, 1}, arena.allocate(136));
+        assertThatThrownBy(() -> backend.matmul(iq4xs, out, out, 1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("IQ4_XS");
         WeightTensor truncated = new WeightTensor("cut", GgmlType.Q8_0, new long[] {64, 4}, arena.allocate(100));
         assertThatThrownBy(() -> backend.matmul(truncated, out, out, 1))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("cut");

@@ -284,9 +284,13 @@ class CudaBackendOpsTest {
                     .hasMessageContaining("needs 68");
             assertThatThrownBy(() -> b.add(dev.asSlice(2, 32), dev, 8)).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("not aligned");
-            WeightTensor q5 = new WeightTensor("q5", GgmlType.Q5_0, new long[] {32, 1}, arena.allocate(22));
-            assertThatThrownBy(() -> b.upload(q5)).isInstanceOf(IllegalArgumentException.class)
-                    .hasMessageContaining("Q5_0");
+            // types with CPU kernels only are refused at upload, by name, never miscomputed
+            for (GgmlType t : new GgmlType[] {GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL,
+                    GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q5_K}) {
+                WeightTensor cpuOnly = new WeightTensor("w", t, new long[] {t.blockSize, 1}, arena.allocate(t.blockBytes));
+                assertThatThrownBy(() -> b.upload(cpuOnly)).isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("no kernels for " + t).hasMessageContaining("--backend cpu");
+            }
             WeightTensor hostWeight = GgmlTestData.randomTensor("h", GgmlType.F32, 8, 2, new Random(1), arena);
             assertThatThrownBy(() -> b.matmul(hostWeight, dev, dev, 1)).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("matmul weight h");

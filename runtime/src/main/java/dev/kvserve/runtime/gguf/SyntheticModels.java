@@ -136,7 +136,7 @@ public final class SyntheticModels {
     /** The weight types this class can write: those {@link GgmlQuantize} encodes (every type with kernels). */
     public static boolean canWrite(GgmlType type) {
         return switch (type) {
-            case F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K -> true;
+            case F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> true;
             default -> false;
         };
     }
@@ -148,7 +148,8 @@ public final class SyntheticModels {
     /**
      * Writes {@code spec} to {@code out} with matrices (and token_embd) in {@code weightType} and
      * norms, biases and rope_freqs in F32. A matrix whose rows do not divide into the type's blocks is
-     * written as F16 instead, as llama-quantize does.
+     * written in llama-quantize's fallback type instead ({@link #fallbackType}: a 576-wide Q4_K
+     * matrix becomes Q5_0, as in SmolLM2-135M's Q4_K_M file), or as F16 if that does not fit either.
      */
     public static void write(Path out, Spec spec, GgmlType weightType, long seed) throws IOException {
         if (!canWrite(weightType)) throw new IllegalArgumentException("cannot write weights of type " + weightType);
@@ -179,6 +180,7 @@ public final class SyntheticModels {
             for (Map.Entry<String, long[]> e : shapes.entrySet()) {
                 long[] shape = e.getValue();
                 GgmlType type = shape.length == 1 ? GgmlType.F32 : weightType;
+                if (shape[0] % type.blockSize != 0) type = fallbackType(type);
                 if (shape[0] % type.blockSize != 0) type = GgmlType.F16;
                 types.put(e.getKey(), type);
                 w.addTensor(e.getKey(), type, shape);
@@ -221,14 +223,36 @@ public final class SyntheticModels {
         return out;
     }
 
+    /**
+     * The block-32 type llama-quantize writes (tensor_type_fallback in llama-quant.cpp) when a row
+     * is not a whole number of {@code type}'s 256-value super-blocks; {@code type} itself otherwise.
+     */
+    public static GgmlType fallbackType(GgmlType type) {
+        return switch (type) {
+            case Q2_K, Q3_K -> GgmlType.Q4_0;
+            case Q4_K -> GgmlType.Q5_0;
+            case Q5_K -> GgmlType.Q5_1;
+            case Q6_K -> GgmlType.Q8_0;
+            case IQ4_XS -> GgmlType.IQ4_NL;
+            default -> type;
+        };
+    }
+
     /** llama.cpp's {@code llama_ftype} for a file whose matrices are {@code type}. */
     static int fileType(GgmlType type) {
         return switch (type) {
             case F32 -> 0;
             case F16 -> 1;
             case Q4_0 -> 2;
+            case Q4_1 -> 3;
             case Q8_0 -> 7;
+            case Q5_0 -> 8;
+            case Q5_1 -> 9;
+            case Q2_K -> 10;
+            case Q3_K -> 12;   // Q3_K_M, as Q4_K and Q5_K name their _M mixes
             case Q4_K -> 15;
+            case Q5_K -> 17;
+            case IQ4_NL -> 25;
             case Q6_K -> 18;
             case BF16 -> 32;
             default -> throw new IllegalArgumentException("no llama ftype for " + type);
@@ -303,7 +327,7 @@ public final class SyntheticModels {
         return pieces;
     }
 
-    /** {@code SyntheticModels <preset> <f32|f16|bf16|q8_0|q4_0|q4_k|q6_k> <out.gguf> [seed]}. */
+    /** {@code SyntheticModels <preset> <f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|iq4_nl|q2_k|q3_k|q4_k|q5_k|q6_k> <out.gguf> [seed]}. */
     public static void main(String[] args) throws IOException {
         if (args.length < 3) {
             System.err.println("usage: SyntheticModels <preset> <weight type> <out.gguf> [seed]\npresets: " + String.join(", ", presetNames()));
