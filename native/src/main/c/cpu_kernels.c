@@ -440,3 +440,252 @@ EXPORT void kvs_matmul_q8_0x8(const uint8_t* packed, int32_t groups, const int8_
     if (kvs_cpu_isa() == ISA_AVX512_VNNI) q8_0x8_vnni(packed, groups, xq, xd, xs, cols, batch, out, outStride);
     else q8_0x8_avx2(packed, groups, xq, xd, xs, cols, batch, out, outStride);
 }
+
+// ---- Q4_1, Q5_0, Q5_1: the block-32 types of the K presets' fallbacks ------------------------------
+//
+// Layouts (ggml's), q the unsigned quant:
+//   Q4_1 block: fp16 d, fp16 m, uint8 qs[16]             value j = d * q_j + m, q_j as Q4_0's nibbles
+//   Q5_0 block: fp16 d, uint32 qh, uint8 qs[16]          value j = d * (q_j - 16), q_j = nibble | (bit j of qh) << 4
+//   Q5_1 block: fp16 d, fp16 m, uint32 qh, uint8 qs[16]  value j = d * q_j + m
+// The quants (0..31) meet the activations in the u8 × s8 instructions as they are: on AVX2 a pair sums
+// to at most 2·31·127, so vpmaddubsw never saturates. Against the same Q8_0-style activation blocks
+// as Q4_0 (kvs_quantize_q8):
+//   Q5_0 starts a block's integer sum at -16·Σx (twice xs's block sum), as Q4_0 starts at -8·Σx;
+//   Q4_1 and Q5_1 add m·dx·Σx per block in float, Σx = -(xs's block sum)/8, exact. ggml pairs these two
+//   with q8_1 activations, whose stored s = dx·Σx is rounded to fp16; here it is not (the results
+//   differ from ggml's by that rounding, far below the activation quantization's own error).
+// Types are named by their ggml ids. Both the plain kernels (ggml's layout, read in place) and the
+// kernels on weights repacked by eight rows are here, as for Q4_0.
+
+enum { TYPE_Q4_1 = 3, TYPE_Q5_0 = 6, TYPE_Q5_1 = 7 };
+
+static int b32_block_bytes(int type) {
+    return type == TYPE_Q4_1 ? 20 : type == TYPE_Q5_0 ? 22 : type == TYPE_Q5_1 ? 24 : 0;
+}
+
+/** 32 nibbles of qs[16] as bytes 0..15 in element order: low nibbles are elements 0..15, high 16..31. */
+AVX2 static inline __m256i nibbles_32(const uint8_t* qs) {
+    __m128i q = _mm_loadu_si128((const __m128i*) qs);
+    return _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
+                            _mm256_set1_epi8(15));
+}
+
+/** 0x10 in byte j where bit j of the little-endian 32-bit qh is set. */
+AVX2 static inline __m256i fifth_bits_32(const uint8_t* qh) {
+    int32_t h;
+    memcpy(&h, qh, 4);
+    // byte j takes byte j/8 of qh (vpshufb works per 128-bit half; both halves hold qh), then bit j % 8 of it
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(h), _mm256_setr_epi64x(0, 0x0101010101010101LL,
+                                                                             0x0202020202020202LL, 0x0303030303030303LL));
+    const __m256i bit = _mm256_set1_epi64x((long long) 0x8040201008040201ULL);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit), _mm256_set1_epi8(0x10));
+}
+
+AVX2 static inline __m256i q4_1_quants(const uint8_t* o) { return nibbles_32(o + 4); }
+AVX2 static inline __m256i q5_0_quants(const uint8_t* o) { return _mm256_or_si256(nibbles_32(o + 6), fifth_bits_32(o + 2)); }
+AVX2 static inline __m256i q5_1_quants(const uint8_t* o) { return _mm256_or_si256(nibbles_32(o + 8), fifth_bits_32(o + 4)); }
+
+// Plain kernels: for weights not uploaded and the rows beyond an uploaded weight's last group of
+// eight, so written for clarity: one weight block against one activation block at a time.
+// OFFSET: the integer sum starts at OFFSET·(block sum of xs) (spread over 8 lanes: the block sum is
+// -8·Σx); MIN: the block's fp16 m at byte 2 adds m·dx·Σx.
+#define MATMUL_B32(NAME, TARGET, BLOCK_BYTES, QUANTS, OFFSET, MIN, DOT)                                     \
+TARGET static void NAME(const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq, const float* xd,  \
+                        const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {      \
+    const int32_t nb = cols / 32;                                                                           \
+    const int64_t ss = XS_STRIDE(cols);                                                                     \
+    for (int32_t r = 0; r < rows; r++) {                                                                    \
+        const uint8_t* row = w + rowBytes * r;                                                              \
+        for (int32_t b = 0; b < batch; b++) {                                                               \
+            const int8_t* x = xq + (int64_t) b * cols;                                                      \
+            const float* d = xd + (int64_t) b * nb;                                                         \
+            const int32_t* tot = xs + b * ss + cols / 4;                                                    \
+            __m256 acc = _mm256_setzero_ps();                                                               \
+            float mins = 0;                                                                                 \
+            for (int32_t k = 0; k < nb; k++) {                                                              \
+                const uint8_t* o = row + (int64_t) BLOCK_BYTES * k;                                         \
+                __m256i s = DOT(_mm256_set1_epi32(OFFSET * (tot[k] / 8)), QUANTS(o),                        \
+                                _mm256_loadu_si256((const __m256i*) (x + 32 * k)));                         \
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(half_to_float(o) * d[k]), acc); \
+                if (MIN) mins += half_to_float(o + 2) * d[k] * (float) (-(tot[k] / 8));                     \
+            }                                                                                               \
+            out[b * outStride + r] = hsum8(acc) + mins;                                                     \
+        }                                                                                                   \
+    }                                                                                                       \
+}
+
+MATMUL_B32(q4_1_vnni, VNNI, 20, q4_1_quants, 0, 1, q4_0x8_dot_vnni)
+MATMUL_B32(q4_1_avx2, AVX2, 20, q4_1_quants, 0, 1, q4_0x8_dot_avx2)
+MATMUL_B32(q5_0_vnni, VNNI, 22, q5_0_quants, 2, 0, q4_0x8_dot_vnni)
+MATMUL_B32(q5_0_avx2, AVX2, 22, q5_0_quants, 2, 0, q4_0x8_dot_avx2)
+MATMUL_B32(q5_1_vnni, VNNI, 24, q5_1_quants, 0, 1, q4_0x8_dot_vnni)
+MATMUL_B32(q5_1_avx2, AVX2, 24, q5_1_quants, 0, 1, q4_0x8_dot_avx2)
+
+/**
+ * Q4_1, Q5_0 or Q5_1 weights (ggml type id `type`; `rows` rows, `rowBytes` apart) times quantized
+ * activations, out[b·outStride + r]; any other type computes nothing (the Java side checks).
+ */
+EXPORT void kvs_matmul_b32(int32_t type, const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq,
+                           const float* xd, const int32_t* xs, int32_t cols, int32_t batch, float* out,
+                           int64_t outStride) {
+    int vnni = kvs_cpu_isa() == ISA_AVX512_VNNI;
+    switch (type) {
+        case TYPE_Q4_1: (vnni ? q4_1_vnni : q4_1_avx2)(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride); break;
+        case TYPE_Q5_0: (vnni ? q5_0_vnni : q5_0_avx2)(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride); break;
+        case TYPE_Q5_1: (vnni ? q5_1_vnni : q5_1_avx2)(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride); break;
+        default: break;
+    }
+}
+
+// Repacked by eight rows, as Q4_0 (same bytes as ggml's layout), lanes = rows:
+//   d[8]            fp16
+//   m[8]            fp16 (Q4_1, Q5_1)
+//   qh[8]           uint32 (Q5_0, Q5_1), row i's fifth bits rearranged: element 4c + t's bit at bit 8t + c,
+//                   so that chunk c's four fifth bits sit at bit c of each byte of the lane: one shift
+//                   and one and put them at 0x10 (ggml's order would need a shuffle and a compare)
+//   q[4][8][4]      as Q4_0: chunk c, row i = qs[4c..4c+3] (low nibbles elements 4c.., high 16+4c..)
+// Chunk c' = 0..7 of a decoded block holds elements 4c'..4c'+3 of each row (c' ≥ 4: the high nibbles).
+
+static void repack_b32_x8(int type, const uint8_t* src, int64_t rowBytes, int32_t groups, int32_t cols, uint8_t* dst) {
+    const int32_t nb = cols / 32;
+    const int blockBytes = b32_block_bytes(type);
+    const int hasMin = type != TYPE_Q5_0, hasQh = type != TYPE_Q4_1;
+    const int qhAt = 2 + 2 * hasMin, qsAt = qhAt + 4 * hasQh;                 // in a ggml block
+    const int packedQh = 16 + 16 * hasMin, packedQs = packedQh + 32 * hasQh;   // in a packed block
+    for (int32_t g = 0; g < groups; g++) {
+        for (int32_t k = 0; k < nb; k++) {
+            uint8_t* o = dst + ((int64_t) g * nb + k) * 8 * blockBytes;
+            for (int i = 0; i < 8; i++) {
+                const uint8_t* b = src + (int64_t) (8 * g + i) * rowBytes + (int64_t) blockBytes * k;
+                copy_bytes(o + 2 * i, b, 2);
+                if (hasMin) copy_bytes(o + 16 + 2 * i, b + 2, 2);
+                if (hasQh) {
+                    uint32_t qh = (uint32_t) b[qhAt] | (uint32_t) b[qhAt + 1] << 8 | (uint32_t) b[qhAt + 2] << 16
+                            | (uint32_t) b[qhAt + 3] << 24;
+                    uint32_t re = 0;
+                    for (int e = 0; e < 32; e++) re |= (qh >> e & 1u) << (8 * (e % 4) + e / 4);
+                    for (int t = 0; t < 4; t++) o[packedQh + 4 * i + t] = (uint8_t) (re >> (8 * t));
+                }
+                for (int c = 0; c < 4; c++) copy_bytes(o + packedQs + 32 * c + 4 * i, b + qsAt + 4 * c, 4);
+            }
+        }
+    }
+}
+
+/** Repacks rows 0 .. 8·groups of a Q4_1, Q5_0 or Q5_1 matrix into `dst` (groups·nb·8·block bytes). */
+EXPORT void kvs_repack_b32x8(int32_t type, const uint8_t* src, int64_t rowBytes, int32_t groups, int32_t cols,
+                             uint8_t* dst) {
+    if (b32_block_bytes(type) > 0) repack_b32_x8(type, src, rowBytes, groups, cols, dst);
+}
+
+AVX2 static inline void nibbles_x8(const uint8_t* q, __m256i w[8]) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i*) (q + 32 * c));
+        w[c] = _mm256_and_si256(v, m4);
+        w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+}
+
+/** ORs the rearranged fifth bits (see above) into the eight chunk vectors as 0x10. */
+AVX2 static inline void fifth_bits_x8(const uint8_t* qh, __m256i w[8]) {
+    const __m256i m = _mm256_set1_epi8(0x10);
+    __m256i h = _mm256_loadu_si256((const __m256i*) qh);
+    w[0] = _mm256_or_si256(w[0], _mm256_and_si256(_mm256_slli_epi32(h, 4), m));
+    w[1] = _mm256_or_si256(w[1], _mm256_and_si256(_mm256_slli_epi32(h, 3), m));
+    w[2] = _mm256_or_si256(w[2], _mm256_and_si256(_mm256_slli_epi32(h, 2), m));
+    w[3] = _mm256_or_si256(w[3], _mm256_and_si256(_mm256_slli_epi32(h, 1), m));
+    w[4] = _mm256_or_si256(w[4], _mm256_and_si256(h, m));
+    w[5] = _mm256_or_si256(w[5], _mm256_and_si256(_mm256_srli_epi32(h, 1), m));
+    w[6] = _mm256_or_si256(w[6], _mm256_and_si256(_mm256_srli_epi32(h, 2), m));
+    w[7] = _mm256_or_si256(w[7], _mm256_and_si256(_mm256_srli_epi32(h, 3), m));
+}
+
+AVX2 static inline void q4_1x8_decode(const uint8_t* o, __m256i w[8]) { nibbles_x8(o + 32, w); }
+AVX2 static inline void q5_0x8_decode(const uint8_t* o, __m256i w[8]) { nibbles_x8(o + 48, w); fifth_bits_x8(o + 16, w); }
+AVX2 static inline void q5_1x8_decode(const uint8_t* o, __m256i w[8]) { nibbles_x8(o + 64, w); fifth_bits_x8(o + 32, w); }
+AVX2 static inline __m256i q5_0x8_init(int32_t blockSum) { return _mm256_set1_epi32(2 * blockSum); }
+AVX2 static inline __m256i zero_init(int32_t blockSum) { (void) blockSum; return _mm256_setzero_si256(); }
+
+// As MATMUL_X8, plus MIN: the eight rows' fp16 m at byte 16 of a packed block add m·dx·Σx.
+#define MATMUL_B32X8(NAME, TARGET, BLOCK_BYTES, DECODE, INIT, MIN, DOT)                                     \
+TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, const float* xd,               \
+                        const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {   \
+    const int32_t nb = cols / 32;                                                                           \
+    const int64_t ss = XS_STRIDE(cols);                                                                     \
+    const int64_t gb = 8 * BLOCK_BYTES;                                                                     \
+    for (int32_t g = 0; g < groups; g++) {                                                                  \
+        const uint8_t* base = p + (int64_t) g * nb * gb;                                                    \
+        int32_t b = 0;                                                                                      \
+        for (; b + 4 <= batch; b += 4) {                                                                    \
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+            for (int32_t k = 0; k < nb; k++) {                                                              \
+                const uint8_t* o = base + k * gb;                                                           \
+                __m256i w[8];                                                                               \
+                DECODE(o, w);                                                                               \
+                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o));                           \
+                __m256 mw = MIN ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) (o + 16))) : dw;         \
+                _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {                                       \
+                    const int8_t* x = xq + (int64_t) (b + j) * cols + 32 * k;                               \
+                    int32_t tot = xs[(b + j) * ss + cols / 4 + k];                                          \
+                    float dx = xd[(int64_t) (b + j) * nb + k];                                              \
+                    __m256i s = INIT(tot);                                                                  \
+                    _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {                                   \
+                        s = DOT(s, w[c], _mm256_set1_epi32(load_i32(x + 4 * c)));                           \
+                    }                                                                                       \
+                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(dx)), acc[j]); \
+                    if (MIN) acc[j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(dx * (float) (-(tot / 8))), acc[j]); \
+                }                                                                                           \
+            }                                                                                               \
+            for (int j = 0; j < 4; j++) _mm256_storeu_ps(out + (b + j) * outStride + 8 * g, acc[j]);        \
+        }                                                                                                   \
+        for (; b < batch; b++) {                                                                            \
+            const int8_t* x = xq + (int64_t) b * cols;                                                      \
+            const int32_t* tot = xs + b * ss + cols / 4;                                                    \
+            const float* d = xd + (int64_t) b * nb;                                                         \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                       \
+            for (int32_t k = 0; k < nb; k++) {                                                              \
+                const uint8_t* o = base + k * gb;                                                           \
+                _Pragma("GCC unroll 8") for (int l = 0; l < gb; l += 64) {                                  \
+                    _mm_prefetch((const char*) o + 1024 + l, _MM_HINT_T0);                                  \
+                }                                                                                           \
+                __m256i w[8];                                                                               \
+                DECODE(o, w);                                                                               \
+                __m256i s0 = INIT(tot[k]), s1 = _mm256_setzero_si256();                                     \
+                _Pragma("GCC unroll 4") for (int c = 0; c < 8; c += 2) {                                    \
+                    s0 = DOT(s0, w[c], _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c)));                    \
+                    s1 = DOT(s1, w[c + 1], _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c + 4)));            \
+                }                                                                                           \
+                __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o)), _mm256_set1_ps(d[k])); \
+                if (k & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), sc, a1);      \
+                else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), sc, a0);            \
+                if (MIN) {                                                                                  \
+                    __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) (o + 16)));                \
+                    __m256 mx = _mm256_set1_ps(d[k] * (float) (-(tot[k] / 8)));                             \
+                    if (k & 1) a0 = _mm256_fmadd_ps(mw, mx, a0);                                            \
+                    else a1 = _mm256_fmadd_ps(mw, mx, a1);                                                  \
+                }                                                                                           \
+            }                                                                                               \
+            _mm256_storeu_ps(out + b * outStride + 8 * g, _mm256_add_ps(a0, a1));                           \
+        }                                                                                                   \
+    }                                                                                                       \
+}
+
+MATMUL_B32X8(q4_1x8_vnni, VNNI, 20, q4_1x8_decode, zero_init, 1, q4_0x8_dot_vnni)
+MATMUL_B32X8(q4_1x8_avx2, AVX2, 20, q4_1x8_decode, zero_init, 1, q4_0x8_dot_avx2)
+MATMUL_B32X8(q5_0x8_vnni, VNNI, 22, q5_0x8_decode, q5_0x8_init, 0, q4_0x8_dot_vnni)
+MATMUL_B32X8(q5_0x8_avx2, AVX2, 22, q5_0x8_decode, q5_0x8_init, 0, q4_0x8_dot_avx2)
+MATMUL_B32X8(q5_1x8_vnni, VNNI, 24, q5_1x8_decode, zero_init, 1, q4_0x8_dot_vnni)
+MATMUL_B32X8(q5_1x8_avx2, AVX2, 24, q5_1x8_decode, zero_init, 1, q4_0x8_dot_avx2)
+
+/** Repacked Q4_1, Q5_0 or Q5_1 (kvs_repack_b32x8) times quantized activations: 8·groups rows. */
+EXPORT void kvs_matmul_b32x8(int32_t type, const uint8_t* packed, int32_t groups, const int8_t* xq, const float* xd,
+                             const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
+    int vnni = kvs_cpu_isa() == ISA_AVX512_VNNI;
+    switch (type) {
+        case TYPE_Q4_1: (vnni ? q4_1x8_vnni : q4_1x8_avx2)(packed, groups, xq, xd, xs, cols, batch, out, outStride); break;
+        case TYPE_Q5_0: (vnni ? q5_0x8_vnni : q5_0x8_avx2)(packed, groups, xq, xd, xs, cols, batch, out, outStride); break;
+        case TYPE_Q5_1: (vnni ? q5_1x8_vnni : q5_1x8_avx2)(packed, groups, xq, xd, xs, cols, batch, out, outStride); break;
+        default: break;
+    }
+}

@@ -50,13 +50,19 @@ public final class ScalarKernels {
 
     /**
      * {@link #matmul} with the activations first quantized to int8 blocks of 32 ({@link
-     * #quantizeActivations}), as ggml computes Q8_0 and Q4_0 matmuls ({@code vec_dot_q8_0_q8_0},
-     * {@code vec_dot_q4_0_q8_0}): per block, the integer dot of the weight quants with the activation
-     * quants times both scales. The oracle of the CPU backend's int8 kernels.
+     * #quantizeActivations}), as ggml computes Q8_0, Q4_0 and Q5_0 matmuls ({@code vec_dot_q8_0_q8_0},
+     * {@code vec_dot_q4_0_q8_0}, {@code vec_dot_q5_0_q8_0}): per block, the exact integer dot of the
+     * weight quants with the activation quants times both scales. Q4_1 and Q5_1 (value d·q + m) add
+     * m·dx·Σx̂ per block, Σx̂ the exact sum of the block's activation quants (ggml's q8_1 activations
+     * store dx·Σx̂ rounded to fp16; the int8 kernels and this oracle keep it exact). The oracle of the
+     * CPU backend's int8 kernels.
      */
     public static void matmulQuantizedActivations(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
         GgmlType type = w.type();
-        if (type != GgmlType.Q8_0 && type != GgmlType.Q4_0) throw new IllegalArgumentException("Q8_0 or Q4_0 weights, not " + type);
+        boolean hasMin = type == GgmlType.Q4_1 || type == GgmlType.Q5_1;
+        if (type != GgmlType.Q8_0 && type != GgmlType.Q4_0 && type != GgmlType.Q5_0 && !hasMin) {
+            throw new IllegalArgumentException("Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1 weights, not " + type);
+        }
         int cols = w.cols();
         int rows = w.rows();
         int blocks = cols / 32;
@@ -65,22 +71,58 @@ public final class ScalarKernels {
         float[] xs = toArray(x, (long) batch * cols);
         for (int b = 0; b < batch; b++) quantizeActivations(xs, b * cols, cols, q, d);
         int[] wq = new int[32];
+        MemorySegment data = w.data();
         for (int r = 0; r < rows; r++) {
             for (int b = 0; b < batch; b++) {
                 double sum = 0;
                 for (int k = 0; k < blocks; k++) {
                     long o = r * w.rowBytes() + (long) k * type.blockBytes;
-                    float dw = Float.float16ToFloat(w.data().get(ValueLayout.JAVA_SHORT_UNALIGNED, o));
+                    float dw = Float.float16ToFloat(data.get(ValueLayout.JAVA_SHORT_UNALIGNED, o));
+                    blockQuants(type, data, o, wq);
+                    long dot = 0, xsum = 0;
                     for (int j = 0; j < 32; j++) {
-                        wq[j] = type == GgmlType.Q8_0 ? w.data().get(ValueLayout.JAVA_BYTE, o + 2 + j)
-                                : ((w.data().get(ValueLayout.JAVA_BYTE, o + 2 + j % 16) & 0xff) >> (j < 16 ? 0 : 4) & 15) - 8;
+                        dot += (long) wq[j] * q[b * cols + 32 * k + j];
+                        xsum += q[b * cols + 32 * k + j];
                     }
-                    long dot = 0;
-                    for (int j = 0; j < 32; j++) dot += (long) wq[j] * q[b * cols + 32 * k + j];
-                    sum += (double) dw * d[b * blocks + k] * dot;
+                    float dx = d[b * blocks + k];
+                    sum += (double) dw * dx * dot;
+                    if (hasMin) sum += (double) Float.float16ToFloat(data.get(ValueLayout.JAVA_SHORT_UNALIGNED, o + 2)) * dx * xsum;
                 }
                 out.setAtIndex(F32, (long) b * rows + r, (float) sum);
             }
+        }
+    }
+
+    /**
+     * The 32 integer quants of the block at {@code o}, offsets applied (value = d · quant, plus m for
+     * Q4_1/Q5_1): Q8_0 q; Q4_0 nibble − 8; Q5_0 (nibble | fifth bit « 4) − 16; Q4_1 nibble; Q5_1
+     * nibble | fifth bit « 4. Nibble j &lt; 16 is the low half of qs[j], j ≥ 16 the high half of qs[j − 16];
+     * the fifth bit of value j is bit j of the little-endian 32-bit qh.
+     */
+    private static void blockQuants(GgmlType type, MemorySegment data, long o, int[] wq) {
+        if (type == GgmlType.Q8_0) {
+            for (int j = 0; j < 32; j++) wq[j] = data.get(ValueLayout.JAVA_BYTE, o + 2 + j);
+            return;
+        }
+        long qs = switch (type) {
+            case Q4_0 -> o + 2;
+            case Q4_1 -> o + 4;
+            case Q5_0 -> o + 6;
+            default -> o + 8;   // Q5_1
+        };
+        int qh = switch (type) {
+            case Q5_0 -> data.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), o + 2);
+            case Q5_1 -> data.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), o + 4);
+            default -> 0;
+        };
+        int offset = switch (type) {
+            case Q4_0 -> 8;
+            case Q5_0 -> 16;
+            default -> 0;
+        };
+        for (int j = 0; j < 32; j++) {
+            int nibble = (data.get(ValueLayout.JAVA_BYTE, qs + j % 16) & 0xff) >> (j < 16 ? 0 : 4) & 15;
+            wq[j] = (nibble | (qh >>> j & 1) << 4) - offset;
         }
     }
 

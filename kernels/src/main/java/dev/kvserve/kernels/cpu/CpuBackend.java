@@ -25,7 +25,7 @@ import java.lang.foreign.MemorySegment;
  * {@link #upload} therefore warms up the kernels of every large weight's type once per JVM (see
  * {@link #warmUp}).
  *
- * <p>Q8_0 and Q4_0 matmuls run on the int8 kernels of {@link CpuKernels} where that library loads
+ * <p>Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 matmuls run on the int8 kernels of {@link CpuKernels} where that library loads
  * (x86-64 Linux with AVX2): the activations are quantized to int8 blocks once per matmul, as
  * llama.cpp does for these types, and each weight block meets them in an integer dot product. The
  * Vector API has no such instruction and widens every weight to a float, which caps its kernels at
@@ -46,14 +46,14 @@ public final class CpuBackend implements Backend {
     private final Arena arena = Arena.ofShared();
     private final CpuThreadPool pool;
     private final MatmulTask matmulTask = new MatmulTask();
-    /** The int8 kernels for Q8_0 and Q4_0 weights, or null to use the Vector API ones. */
+    /** The int8 kernels for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights, or null to use the Vector API ones. */
     private final CpuKernels int8;
     private final Int8MatmulTask int8Task;
     /** Quantized activations of the current matmul (int8 values, scales, run sums); grown, never shrunk. */
     private Arena int8Arena;
     private MemorySegment xq = MemorySegment.NULL, xd = MemorySegment.NULL, xs = MemorySegment.NULL;
     /**
-     * Q8_0/Q4_0 weights {@link #upload} returned, each with its copy repacked by eight rows once a
+     * Weights of the int8 kernels' types {@link #upload} returned, each with its copy repacked by eight rows once a
      * matmul has used it (null until then).
      */
     private final java.util.Map<WeightTensor, MemorySegment> packed = new java.util.IdentityHashMap<>();
@@ -74,7 +74,7 @@ public final class CpuBackend implements Backend {
 
     /**
      * A backend whose matmuls use {@code threads} threads (the caller and threads-1 workers), and
-     * the int8 kernels for Q8_0 and Q4_0 where they load.
+     * the int8 kernels for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 where they load.
      */
     public CpuBackend(int threads) {
         this(threads, true);
@@ -89,10 +89,12 @@ public final class CpuBackend implements Backend {
 
     /**
      * Whether matmuls over {@code type} quantize the activations to int8 blocks first (ggml's
-     * {@code vec_dot_q8_0_q8_0} / {@code vec_dot_q4_0_q8_0} numerics) instead of using them as floats.
+     * {@code vec_dot_q8_0_q8_0} / {@code vec_dot_q4_0_q8_0} / {@code vec_dot_q5_0_q8_0} numerics; Q4_1
+     * and Q5_1 as ggml's {@code vec_dot_q4_1_q8_1} / {@code vec_dot_q5_1_q8_1} but with the activation
+     * block sums exact) instead of using them as floats.
      */
     public boolean quantizesActivations(GgmlType type) {
-        return int8 != null && (type == GgmlType.Q8_0 || type == GgmlType.Q4_0);
+        return int8 != null && CpuKernels.supports(type.id);
     }
 
     /**
@@ -113,7 +115,7 @@ public final class CpuBackend implements Backend {
     @Override
     public String name() {
         return "cpu (" + pool.parallelism() + " threads, " + Vec.F.vectorBitSize() + "-bit vectors"
-                + (int8 == null ? "" : ", int8 Q8_0/Q4_0 kernels on " + CpuKernels.isaName(int8.isa())) + ")";
+                + (int8 == null ? "" : ", int8 Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 kernels on " + CpuKernels.isaName(int8.isa())) + ")";
     }
 
     @Override
@@ -125,7 +127,7 @@ public final class CpuBackend implements Backend {
 
     /**
      * Returns {@code host} itself: the kernels read weights where they are (memory-mapped files
-     * included). Where the int8 kernels run, a Q8_0 or Q4_0 weight of eight rows or more is also
+     * included). Where the int8 kernels run, a Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1 weight of eight rows or more is also
      * repacked into this backend's memory at its first {@link #matmul}, eight rows' blocks side by
      * side, as llama.cpp's CPU backend does at load: lanes become rows, so a block of eight rows is
      * a few integer dot products with no shuffle or horizontal sum (Llama-3.2-1B, one thread: Q4_0
@@ -214,17 +216,17 @@ public final class CpuBackend implements Backend {
     }
 
     private MemorySegment repack(WeightTensor w) {
-        boolean q4_0 = w.type() == GgmlType.Q4_0;
+        int type = w.type().id;
         int groups = w.rows() / 8;
         int cols = w.cols();
-        MemorySegment dst = arena.allocate(CpuKernels.packedBytes(q4_0, groups, cols), 64);
+        MemorySegment dst = arena.allocate(CpuKernels.packedBytes(type, groups, cols), 64);
         // In parallel, in chunks of groups: a 1B model's Q8_0 weights are 1.3 GB.
         int perChunk = Math.max(1, ceilDiv(groups, pool.parallelism() * CHUNKS_PER_THREAD));
         pool.run(chunk -> {
             int g0 = chunk * perChunk;
             int n = Math.min(groups, g0 + perChunk) - g0;
-            int8.repackX8(q4_0, w.data().asSlice(8L * g0 * w.rowBytes()), w.rowBytes(), n, cols,
-                    dst.asSlice(CpuKernels.packedBytes(q4_0, g0, cols)));
+            int8.repackX8(type, w.data().asSlice(8L * g0 * w.rowBytes()), w.rowBytes(), n, cols,
+                    dst.asSlice(CpuKernels.packedBytes(type, g0, cols)));
         }, ceilDiv(groups, perChunk));
         return dst;
     }
@@ -245,7 +247,7 @@ public final class CpuBackend implements Backend {
         MemorySegment repacked = repacked(w);
         int chunkRows = chunkRows(w.rowBytes(), rows, batch);
         if (repacked != null) chunkRows = (chunkRows + 7) / 8 * 8;   // whole groups of eight rows
-        int8Task.set(w.type() == GgmlType.Q4_0, w.data(), repacked, w.rowBytes(), rows, cols, batch,
+        int8Task.set(w.type().id, w.data(), repacked, w.rowBytes(), rows, cols, batch,
                 xq, xd, xs, out, chunkRows);
         try {
             pool.run(int8Task, ceilDiv(rows, chunkRows));

@@ -4,7 +4,7 @@ import dev.kvserve.nativ.cpu.CpuKernels;
 import java.lang.foreign.MemorySegment;
 
 /**
- * One Q8_0 or Q4_0 matmul on the int8 kernels of {@link CpuKernels}, split into chunks of
+ * One Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1 matmul on the int8 kernels of {@link CpuKernels}, split into chunks of
  * consecutive weight rows like {@link MatmulTask}. The activations were quantized once by the
  * caller; each chunk is one native call per group of activation rows that fits in L2, so the
  * weight rows of the chunk cross the memory bus once per group (once in all for decode).
@@ -18,7 +18,8 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
     private static final int GROUP_BYTES = 512 * 1024;
 
     private final CpuKernels kernels;
-    private boolean q4_0;
+    /** ggml type id of the weights ({@link CpuKernels#supports}). */
+    private int type;
     private MemorySegment weights;
     /** The weights repacked by eight rows ({@link CpuKernels#repackX8}), or null. */
     private MemorySegment packed;
@@ -40,9 +41,9 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
     }
 
     /** {@code packed}: the weights' whole groups of eight rows repacked, or null; chunkRows a multiple of 8 then. */
-    void set(boolean q4_0, MemorySegment weights, MemorySegment packed, long rowBytes, int rows, int cols,
+    void set(int type, MemorySegment weights, MemorySegment packed, long rowBytes, int rows, int cols,
              int batch, MemorySegment xq, MemorySegment xd, MemorySegment xs, MemorySegment out, int chunkRows) {
-        this.q4_0 = q4_0;
+        this.type = type;
         this.weights = weights;
         this.packed = packed;
         this.packedRows = packed == null ? 0 : rows / 8 * 8;
@@ -74,11 +75,11 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
             MemorySegment d = xd.asSlice(CpuKernels.scalesBytes(b0, cols));
             MemorySegment s = xs.asSlice(CpuKernels.sumsBytes(b0, cols));
             if (split > r0) {
-                kernels.matmulX8(q4_0, packed.asSlice(CpuKernels.packedBytes(q4_0, r0 / 8, cols)), (split - r0) / 8,
+                kernels.matmulX8(type, packed.asSlice(CpuKernels.packedBytes(type, r0 / 8, cols)), (split - r0) / 8,
                         q, d, s, cols, n, out.asSlice(((long) b0 * rows + r0) * Float.BYTES), rows);
             }
             if (r1 > split) {
-                kernels.matmul(q4_0, weights.asSlice(split * rowBytes), rowBytes, r1 - split, q, d, s, cols, n,
+                kernels.matmul(type, weights.asSlice(split * rowBytes), rowBytes, r1 - split, q, d, s, cols, n,
                         out.asSlice(((long) b0 * rows + split) * Float.BYTES), rows);
             }
         }

@@ -25,7 +25,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Every op of {@link CpuBackend} against {@link ScalarKernels} on seeded random data: the Vector API
- * kernels, and the int8 kernels of {@link CpuKernels} for Q8_0 and Q4_0 where they load.
+ * kernels, and the int8 kernels of {@link CpuKernels} for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 where they load.
  */
 class CpuBackendTest {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -106,12 +106,16 @@ class CpuBackendTest {
     }
 
     /**
-     * Q8_0 and Q4_0 on both kernel sets; every other type has only the Vector API ones. "uploaded":
-     * through {@link CpuBackend#upload} first, which repacks Q8_0 and Q4_0 by eight rows for the int8 kernels.
+     * Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 on both kernel sets; every other type has only the Vector API
+     * ones. "uploaded": through {@link CpuBackend#upload} first, which repacks the int8 kernels' types
+     * by eight rows.
      */
     private static void addCases(Stream.Builder<Arguments> cases, GgmlType type, int cols, int rows, int batch) {
         cases.add(Arguments.of(type, cols, rows, batch, "vector"));
-        if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0) {
+        if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0 || type == GgmlType.Q4_1 || type == GgmlType.Q5_0
+                || type == GgmlType.Q5_1) {
+            // int8 kernels: as given (plain kernel) and uploaded (repacked by eight rows; 19, 9, 301
+            // rows leave 3, 1, 5 rows to the plain kernel)
             cases.add(Arguments.of(type, cols, rows, batch, "default"));
             cases.add(Arguments.of(type, cols, rows, batch, "uploaded"));
         } else if (type.blockSize > 1 && type != GgmlType.Q4_K && type != GgmlType.Q6_K) {
@@ -154,7 +158,7 @@ class CpuBackendTest {
 
     /** Each instruction set the library has and this CPU runs (AVX2 everywhere it loads, then AVX-512 VNNI). */
     @ParameterizedTest
-    @CsvSource({"Q8_0", "Q4_0"})
+    @CsvSource({"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"})
     void int8KernelsMatchTheirReferenceOnEveryInstructionSet(GgmlType type) {
         CpuKernels.Probe probe = CpuKernels.probe();
         Assumptions.assumeTrue(probe.available(), () -> "int8 kernels unavailable: " + probe.description());
@@ -193,7 +197,7 @@ class CpuBackendTest {
      * Σ_blocks Σ|w| · d/2, plus the scale's fp16 rounding (2⁻¹¹ relative) and float sums.
      */
     @ParameterizedTest
-    @CsvSource({"Q8_0", "Q4_0"})
+    @CsvSource({"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"})
     void int8ActivationsStayWithinTheirQuantizationErrorOfTheFloatResult(GgmlType type) {
         Assumptions.assumeTrue(backend.quantizesActivations(type), "int8 kernels unavailable: " + CpuKernels.probe().description());
         Random rnd = new Random(17);

@@ -16,7 +16,7 @@ import java.util.Locale;
 
 /**
  * The int8 dot-product matmuls of {@code libkvserve_cpu.so} (source: {@code src/main/c/cpu_kernels.c}),
- * which the CPU backend uses for Q8_0 and Q4_0 weights where they load. The Vector API has no
+ * which the CPU backend uses for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights where they load. The Vector API has no
  * integer dot product, so a Java kernel widens each weight to a float; these kernels quantize the
  * activations to int8 blocks once per matmul, as llama.cpp does, and use {@code vpdpbusd}
  * (AVX-512 VNNI) or {@code vpmaddubsw} (AVX2).
@@ -36,6 +36,13 @@ public final class CpuKernels {
     /** Instruction sets the library can use, by its {@code kvs_cpu_isa()} code. */
     public static final int ISA_AVX2 = 1;
     public static final int ISA_AVX512_VNNI = 2;
+
+    /**
+     * Weight types the kernels take, by ggml type id (as {@code GgmlType.id}): Q8_0 and Q4_0 (the
+     * first ones, {@code boolean q4_0} in the older signatures), and the block-32 types of the K
+     * presets' fallbacks, Q4_1, Q5_0 and Q5_1 (see cpu_kernels.c for how each meets the activations).
+     */
+    public static final int Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8;
 
     /** @param kernels the loaded kernels, or null; @param description what they run on, or why they do not load */
     public record Probe(CpuKernels kernels, String description) {
@@ -62,6 +69,9 @@ public final class CpuKernels {
     private final MethodHandle matmulQ4_0x8;
     private final MethodHandle repackQ8_0x8;
     private final MethodHandle matmulQ8_0x8;
+    private final MethodHandle matmulB32;
+    private final MethodHandle repackB32x8;
+    private final MethodHandle matmulB32x8;
 
     private CpuKernels(SymbolLookup lib) {
         Linker linker = Linker.nativeLinker();
@@ -82,6 +92,12 @@ public final class CpuKernels {
         matmulQ4_0x8 = linker.downcallHandle(find(lib, "kvs_matmul_q4_0x8"), matmulX8, critical);
         repackQ8_0x8 = linker.downcallHandle(find(lib, "kvs_repack_q8_0x8"), repack, critical);
         matmulQ8_0x8 = linker.downcallHandle(find(lib, "kvs_matmul_q8_0x8"), matmulX8, critical);
+        matmulB32 = linker.downcallHandle(find(lib, "kvs_matmul_b32"),
+                FunctionDescriptor.ofVoid(i32, ptr, i64, i32, ptr, ptr, ptr, i32, i32, ptr, i64), critical);
+        repackB32x8 = linker.downcallHandle(find(lib, "kvs_repack_b32x8"),
+                FunctionDescriptor.ofVoid(i32, ptr, i64, i32, i32, ptr), critical);
+        matmulB32x8 = linker.downcallHandle(find(lib, "kvs_matmul_b32x8"),
+                FunctionDescriptor.ofVoid(i32, ptr, i32, ptr, ptr, ptr, i32, i32, ptr, i64), critical);
     }
 
     private static MemorySegment find(SymbolLookup lib, String name) {
@@ -157,11 +173,29 @@ public final class CpuKernels {
 
     /** Bytes of {@code groups} groups of eight Q4_0 (or Q8_0) rows of {@code cols} values, repacked (as many as ggml's layout). */
     public static long packedBytes(boolean q4_0, int groups, int cols) {
-        return (long) groups * (cols / 32) * 8 * blockBytes(q4_0);
+        return packedBytes(q4_0 ? Q4_0 : Q8_0, groups, cols);
     }
 
-    private static long blockBytes(boolean q4_0) {
-        return q4_0 ? 18 : 34;
+    /** Bytes of {@code groups} groups of eight rows of weight type {@code type}, repacked (as many as ggml's layout). */
+    public static long packedBytes(int type, int groups, int cols) {
+        return (long) groups * (cols / 32) * 8 * blockBytes(type);
+    }
+
+    /** Whether these kernels take weights of ggml type {@code type}. */
+    public static boolean supports(int type) {
+        return type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q5_1 || type == Q8_0;
+    }
+
+    /** Bytes of one block of 32 weights of {@code type}; an exception for a type these kernels do not take. */
+    public static int blockBytes(int type) {
+        return switch (type) {
+            case Q4_0 -> 18;
+            case Q4_1 -> 20;
+            case Q5_0 -> 22;
+            case Q5_1 -> 24;
+            case Q8_0 -> 34;
+            default -> throw new IllegalArgumentException("no int8 kernel for ggml type " + type);
+        };
     }
 
     /**
@@ -193,7 +227,13 @@ public final class CpuKernels {
      */
     public void matmul(boolean q4_0, MemorySegment w, long rowBytes, int rows, MemorySegment xq, MemorySegment xd,
                        MemorySegment xs, int cols, int batch, MemorySegment out, long outStride) {
-        long blockBytes = q4_0 ? 18 : 34;
+        matmul(q4_0 ? Q4_0 : Q8_0, w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+    }
+
+    /** As {@link #matmul(boolean, MemorySegment, long, int, MemorySegment, MemorySegment, MemorySegment, int, int, MemorySegment, long)} for weights of ggml type {@code type} ({@link #supports}). */
+    public void matmul(int type, MemorySegment w, long rowBytes, int rows, MemorySegment xq, MemorySegment xd,
+                       MemorySegment xs, int cols, int batch, MemorySegment out, long outStride) {
+        long blockBytes = blockBytes(type);
         if (cols <= 0 || cols % 32 != 0 || rows < 0 || batch < 0 || rowBytes < cols / 32 * blockBytes || outStride < rows) {
             throw new IllegalArgumentException("matmul: cols " + cols + ", rows " + rows + ", batch " + batch
                     + ", row bytes " + rowBytes + ", out stride " + outStride);
@@ -202,11 +242,14 @@ public final class CpuKernels {
         need(w, (rows - 1) * rowBytes + cols / 32 * blockBytes, "weights");
         need(xq, quantsBytes(batch, cols), "quants");
         need(xd, scalesBytes(batch, cols), "scales");
-        if (q4_0) need(xs, sumsBytes(batch, cols), "run sums");
+        if (type != Q8_0) need(xs, sumsBytes(batch, cols), "run sums");
         need(out, ((batch - 1) * outStride + rows) * Float.BYTES, "output");
         try {
-            if (q4_0) matmulQ4_0.invokeExact(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
-            else matmulQ8_0.invokeExact(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+            switch (type) {
+                case Q4_0 -> matmulQ4_0.invokeExact(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+                case Q8_0 -> matmulQ8_0.invokeExact(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+                default -> matmulB32.invokeExact(type, w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+            }
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -219,16 +262,24 @@ public final class CpuKernels {
      * cpu_kernels.c). What llama.cpp's CPU backend does to such weights at load ("REPACK").
      */
     public void repackX8(boolean q4_0, MemorySegment src, long rowBytes, int groups, int cols, MemorySegment dst) {
-        long block = blockBytes(q4_0);
+        repackX8(q4_0 ? Q4_0 : Q8_0, src, rowBytes, groups, cols, dst);
+    }
+
+    /** As {@link #repackX8(boolean, MemorySegment, long, int, int, MemorySegment)} for weights of ggml type {@code type}. */
+    public void repackX8(int type, MemorySegment src, long rowBytes, int groups, int cols, MemorySegment dst) {
+        long block = blockBytes(type);
         if (cols <= 0 || cols % 32 != 0 || groups < 0 || rowBytes < cols / 32 * block) {
             throw new IllegalArgumentException("repack: cols " + cols + ", groups " + groups + ", row bytes " + rowBytes);
         }
         if (groups == 0) return;
         need(src, (8L * groups - 1) * rowBytes + cols / 32 * block, "weights");
-        need(dst, packedBytes(q4_0, groups, cols), "repacked weights");
+        need(dst, packedBytes(type, groups, cols), "repacked weights");
         try {
-            if (q4_0) repackQ4_0x8.invokeExact(src, rowBytes, groups, cols, dst);
-            else repackQ8_0x8.invokeExact(src, rowBytes, groups, cols, dst);
+            switch (type) {
+                case Q4_0 -> repackQ4_0x8.invokeExact(src, rowBytes, groups, cols, dst);
+                case Q8_0 -> repackQ8_0x8.invokeExact(src, rowBytes, groups, cols, dst);
+                default -> repackB32x8.invokeExact(type, src, rowBytes, groups, cols, dst);
+            }
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -240,19 +291,29 @@ public final class CpuKernels {
      */
     public void matmulX8(boolean q4_0, MemorySegment packed, int groups, MemorySegment xq, MemorySegment xd,
                          MemorySegment xs, int cols, int batch, MemorySegment out, long outStride) {
+        matmulX8(q4_0 ? Q4_0 : Q8_0, packed, groups, xq, xd, xs, cols, batch, out, outStride);
+    }
+
+    /** As {@link #matmulX8(boolean, MemorySegment, int, MemorySegment, MemorySegment, MemorySegment, int, int, MemorySegment, long)} for weights of ggml type {@code type}. */
+    public void matmulX8(int type, MemorySegment packed, int groups, MemorySegment xq, MemorySegment xd,
+                         MemorySegment xs, int cols, int batch, MemorySegment out, long outStride) {
+        blockBytes(type);
         if (cols <= 0 || cols % 32 != 0 || groups < 0 || batch < 0 || outStride < 8L * groups) {
             throw new IllegalArgumentException("matmul x8: cols " + cols + ", groups " + groups + ", batch " + batch
                     + ", out stride " + outStride);
         }
         if (groups == 0 || batch == 0) return;
-        need(packed, packedBytes(q4_0, groups, cols), "repacked weights");
+        need(packed, packedBytes(type, groups, cols), "repacked weights");
         need(xq, quantsBytes(batch, cols), "quants");
         need(xd, scalesBytes(batch, cols), "scales");
         need(xs, sumsBytes(batch, cols), "run sums");
         need(out, ((batch - 1) * outStride + 8L * groups) * Float.BYTES, "output");
         try {
-            if (q4_0) matmulQ4_0x8.invokeExact(packed, groups, xq, xd, xs, cols, batch, out, outStride);
-            else matmulQ8_0x8.invokeExact(packed, groups, xq, xd, xs, cols, batch, out, outStride);
+            switch (type) {
+                case Q4_0 -> matmulQ4_0x8.invokeExact(packed, groups, xq, xd, xs, cols, batch, out, outStride);
+                case Q8_0 -> matmulQ8_0x8.invokeExact(packed, groups, xq, xd, xs, cols, batch, out, outStride);
+                default -> matmulB32x8.invokeExact(type, packed, groups, xq, xd, xs, cols, batch, out, outStride);
+            }
         } catch (Throwable t) {
             throw rethrow(t);
         }
