@@ -24,19 +24,22 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
- * {@code kvserve bench}: llama-bench for this runtime. For every model × threads × KV policy it
- * times pp (one batched prefill of {@code p} tokens into an empty cache) and tg ({@code n}
- * single-token decode steps from an empty cache), each over {@code -r} repetitions after warm-up
- * ones, and prints mean ± standard deviation of tokens/s. Tokens are seeded random ids, as
- * llama-bench's are. Its subcommand {@code bench serve} ({@link ServeBenchCommand}) load-tests a running server.
+ * {@code kvserve bench}: llama-bench for this runtime. For every model × threads × KV policy ×
+ * depth × batch it times pp (one batched prefill of {@code p} tokens) and tg ({@code n}
+ * single-token decode steps), each over {@code -r} repetitions after warm-up ones, and prints
+ * mean ± standard deviation of tokens/s. Tokens are seeded random ids, as llama-bench's are. At
+ * depth D ({@code -d}, llama-bench's) each sequence's cache first holds D tokens (filled once, untimed;
+ * every repetition runs on forks); {@code --batch B} runs B sequences in each step
+ * (llama-batched-bench's S_TG / S_PP). Its subcommand {@code bench serve} ({@link ServeBenchCommand}) load-tests a running server.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, subcommands = {ServeBenchCommand.class, OffloadBenchCommand.class},
         description = {"Prompt processing (pp) and generation (tg) speed, like llama-bench.",
                 "",
-                "pp: one batched prefill of -p random tokens into an empty cache; tg: -n single-token decode steps from",
-                "an empty cache. Mean ± stddev of tokens/s over -r repetitions after --warmup untimed ones. tg rows also",
-                "show the weight bytes one decode step reads and the bandwidth that implies, to hold against the",
-                "machine's memory bandwidth. Progress goes to stderr.",
+                "pp: one batched prefill of -p random tokens; tg: -n single-token decode steps; both from a cache already",
+                "holding -d tokens (default: empty), for --batch sequences at once (aggregate t/s). Mean ± stddev of",
+                "tokens/s over -r repetitions after --warmup untimed ones. tg rows also show the weight and KV bytes one",
+                "decode step reads and the bandwidth that implies, to hold against the machine's memory bandwidth.",
+                "Progress goes to stderr.",
                 "",
                 "kvserve bench serve --help: load-test a running server instead (throughput, TTFT, TPOT).",
                 "kvserve bench offload --help: long contexts over the offload tiers (host RAM, SSD, prefetch, CSD)."})
