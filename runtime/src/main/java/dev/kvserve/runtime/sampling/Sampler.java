@@ -189,9 +189,10 @@ public final class Sampler {
             }
         }
         if (params.topK() > 0 && params.topK() < count) {
-            int[] top = topIndices(values, n, params.topK());
-            System.arraycopy(top, 0, candidates, 0, top.length);
-            count = top.length;
+            count = bestKeys(values, n, params.topK(), sortKeys);
+            for (int i = 0; i < count; i++) {
+                candidates[i] = (int) sortKeys[i];
+            }
         }
         float max = values[candidates[0]];
         for (int i = 1; i < count; i++) {
@@ -254,25 +255,51 @@ public final class Sampler {
                 break;
             }
         }
-        sortBestFirst(values, windowCount);
+        return bestFirstPrefix(values, windowCount, max, normalizer, needed);
+    }
+
+    /**
+     * Orders candidates[0, count) best first only as far as top-p needs: a max-heap of their keys
+     * (built in O(count)) is popped in the order a full sort would give, adding each token's mass
+     * as the full sort's prefix scan did, until the cumulative mass reaches {@code needed}. Same
+     * order, same sums in the same order, so the same cut as sorting all of them; only the kept
+     * prefix is ever ordered (O(count + kept log count)). Leaves the kept prefix best first in
+     * candidates[0, result).
+     */
+    private int bestFirstPrefix(float[] values, int count, float max, double normalizer, double needed) {
+        long[] heap = sortKeys;
+        for (int i = 0; i < count; i++) {
+            // negated: the best token (smallest ascending key) on top of a max-heap
+            heap[i] = ~bestFirstKey(values[candidates[i]], candidates[i]);
+        }
+        for (int i = (count >>> 1) - 1; i >= 0; i--) siftDown(heap, i, heap[i], count);
         double cumulative = 0;
-        for (int i = 0; i < windowCount; i++) {
-            cumulative += Math.exp(values[candidates[i]] - max) / normalizer;
+        int size = count;
+        for (int i = 0; i < count; i++) {
+            int token = (int) ~heap[0];
+            candidates[i] = token;
+            size--;
+            if (size > 0) siftDown(heap, 0, heap[size], size);
+            cumulative += Math.exp(values[token] - max) / normalizer;
             if (cumulative >= needed) {
                 return i + 1;
             }
         }
-        return windowCount;
+        return count;
     }
 
-    private void sortBestFirst(float[] values, int count) {
-        for (int i = 0; i < count; i++) {
-            sortKeys[i] = bestFirstKey(values[candidates[i]], candidates[i]);
+    /** Puts {@code key} at {@code hole} of the max-heap heap[0, size) and sifts it down. */
+    private static void siftDown(long[] heap, int hole, long key, int size) {
+        int parent = hole;
+        while (true) {
+            int child = 2 * parent + 1;
+            if (child >= size) break;
+            if (child + 1 < size && heap[child + 1] > heap[child]) child++;
+            if (heap[child] <= key) break;
+            heap[parent] = heap[child];
+            parent = child;
         }
-        Arrays.sort(sortKeys, 0, count);
-        for (int i = 0; i < count; i++) {
-            candidates[i] = (int) sortKeys[i];
-        }
+        heap[parent] = key;
     }
 
     /** Ascending order of the key = descending logit, then ascending token id. */
@@ -288,6 +315,19 @@ public final class Sampler {
             return new int[0];
         }
         long[] heap = new long[k];
+        int size = bestKeys(values, n, k, heap);
+        int[] result = new int[size];
+        for (int i = 0; i < size; i++) {
+            result[i] = (int) heap[i];
+        }
+        return result;
+    }
+
+    /**
+     * Leaves the keys of the k best finite tokens in heap[0, result), sorted best first: a bounded
+     * max-heap of the k smallest keys over one pass (O(n log k)), then a sort of those k only.
+     */
+    private static int bestKeys(float[] values, int n, int k, long[] heap) {
         int size = 0;
         for (int i = 0; i < n; i++) {
             if (values[i] == Float.NEGATIVE_INFINITY) {
@@ -304,25 +344,11 @@ public final class Sampler {
                 }
                 heap[child] = key;
             } else if (key < heap[0]) {
-                int parent = 0;
-                while (true) {
-                    int child = 2 * parent + 1;
-                    if (child >= size) break;
-                    if (child + 1 < size && heap[child + 1] > heap[child]) child++;
-                    if (heap[child] <= key) break;
-                    heap[parent] = heap[child];
-                    parent = child;
-                }
-                heap[parent] = key;
+                siftDown(heap, 0, key, size);
             }
         }
-        long[] sorted = Arrays.copyOf(heap, size);
-        Arrays.sort(sorted);
-        int[] result = new int[size];
-        for (int i = 0; i < size; i++) {
-            result[i] = (int) sorted[i];
-        }
-        return result;
+        Arrays.sort(heap, 0, size);
+        return size;
     }
 
     private static int argmax(float[] values, int n) {
