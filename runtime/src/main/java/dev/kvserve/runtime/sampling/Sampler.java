@@ -27,7 +27,10 @@ public final class Sampler {
     private int[] occurrences = new int[0];
     private int[] candidates = new int[0];
     private long[] sortKeys = new long[0];
+    /** exp(logit - max) by token, for top-p's mass sums. */
+    private double[] tokenWeights = new double[0];
     private double[] weightBuffer = new double[1];
+    private final double[] bucketMass = new double[BUCKETS];
 
     public Sampler(SamplingParams params) {
         if (params == null) {
@@ -92,6 +95,7 @@ public final class Sampler {
             occurrences = new int[n];
             candidates = new int[n];
             sortKeys = new long[n];
+            tokenWeights = new double[n];
         }
         boolean anyFinite = false;
         for (int i = 0; i < n; i++) {
@@ -220,9 +224,12 @@ public final class Sampler {
      * the best until it holds enough mass, or until min-p would drop the rest anyway.
      */
     private int topP(float[] values, int count, float max, double minPLogit) {
+        // Each candidate's exp(logit - max) once: every sum below adds these same values in the same order.
+        double[] weight = tokenWeights;
         double normalizer = 0;
         for (int i = 0; i < count; i++) {
-            normalizer += Math.exp(values[candidates[i]] - max);
+            int token = candidates[i];
+            normalizer += weight[token] = Math.exp(values[token] - max);
         }
         double needed = params.topP();
         int windowCount = count;
@@ -237,7 +244,7 @@ public final class Sampler {
             int inWindow = 0;
             for (int i = 0; i < count; i++) {
                 if (values[candidates[i]] >= floor) {
-                    mass += Math.exp(values[candidates[i]] - max);
+                    mass += weight[candidates[i]];
                     inWindow++;
                 }
             }
@@ -258,34 +265,70 @@ public final class Sampler {
         return bestFirstPrefix(values, windowCount, max, normalizer, needed);
     }
 
+    /** Logit buckets of the top-p histogram. */
+    private static final int BUCKETS = 2048;
+
     /**
-     * Orders candidates[0, count) best first only as far as top-p needs: a max-heap of their keys
-     * (built in O(count)) is popped in the order a full sort would give, adding each token's mass
-     * as the full sort's prefix scan did, until the cumulative mass reaches {@code needed}. Same
-     * order, same sums in the same order, so the same cut as sorting all of them; only the kept
-     * prefix is ever ordered (O(count + kept log count)). Leaves the kept prefix best first in
-     * candidates[0, result).
+     * Orders candidates[0, count) best first only as far as top-p needs, and returns the cut: the
+     * same as sorting them all and scanning the cumulative mass, but only a best-first prefix that
+     * holds the needed mass is sorted. A histogram of the mass over logit buckets below the best
+     * finds the first bucket where the mass reaches {@code needed}; the tokens in it and above (a
+     * prefix of the best-first order: the bucket index falls as the logit rises, ties share a
+     * bucket) are sorted and scanned exactly as the full sort's prefix was, same order, same sums.
+     * Should that scan fall short (the histogram's sums round differently), the next bucket's
+     * tokens follow, sorted, and the scan goes on: the result never depends on the histogram.
+     * Leaves the kept prefix best first in candidates[0, result).
      */
     private int bestFirstPrefix(float[] values, int count, float max, double normalizer, double needed) {
-        long[] heap = sortKeys;
+        long[] keys = sortKeys;
+        float min = max;
         for (int i = 0; i < count; i++) {
-            // negated: the best token (smallest ascending key) on top of a max-heap
-            heap[i] = ~bestFirstKey(values[candidates[i]], candidates[i]);
+            int token = candidates[i];
+            keys[i] = bestFirstKey(values[token], token);
+            min = Math.min(min, values[token]);
         }
-        for (int i = (count >>> 1) - 1; i >= 0; i--) siftDown(heap, i, heap[i], count);
-        double cumulative = 0;
-        int size = count;
+        double scale = max > min ? (BUCKETS - 1) / ((double) max - min) : 0;
+        double[] mass = bucketMass;
+        Arrays.fill(mass, 0);
         for (int i = 0; i < count; i++) {
-            int token = (int) ~heap[0];
-            candidates[i] = token;
-            size--;
-            if (size > 0) siftDown(heap, 0, heap[size], size);
-            cumulative += Math.exp(values[token] - max) / normalizer;
-            if (cumulative >= needed) {
-                return i + 1;
+            int token = candidates[i];
+            mass[bucket(values[token], max, scale)] += tokenWeights[token];
+        }
+        int last = 0;
+        double target = needed * normalizer, sum = 0;
+        while (last < BUCKETS - 1 && (sum += mass[last]) < target) last++;
+
+        double cumulative = 0;
+        int done = 0;
+        while (done < count) {
+            // Brings the tokens of buckets [0, last] to keys[done, end), then sorts just those.
+            int end = done;
+            for (int i = done; i < count; i++) {
+                long key = keys[i];
+                if (bucket(values[(int) key], max, scale) <= last) {
+                    keys[i] = keys[end];
+                    keys[end++] = key;
+                }
             }
+            Arrays.sort(keys, done, end);
+            for (int i = done; i < end; i++) {
+                int token = (int) keys[i];
+                candidates[i] = token;
+                cumulative += tokenWeights[token] / normalizer;
+                if (cumulative >= needed) {
+                    return i + 1;
+                }
+            }
+            done = end;
+            last++;
+            while (last < BUCKETS - 1 && mass[last] == 0) last++;
         }
         return count;
+    }
+
+    /** The histogram bucket of a logit: 0 for the best, rising as the logit falls (monotone). */
+    private static int bucket(float logit, float max, double scale) {
+        return Math.min(BUCKETS - 1, (int) (((double) max - logit) * scale));
     }
 
     /** Puts {@code key} at {@code hole} of the max-heap heap[0, size) and sifts it down. */
