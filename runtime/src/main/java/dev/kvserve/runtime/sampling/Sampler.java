@@ -46,8 +46,33 @@ public final class Sampler {
 
     /** The next token. {@code history} is what the penalties look at (e.g. prompt + generated so far). */
     public int sample(float[] logits, IntCollection history) {
+        if (params.isGreedy() && !params.hasPenalties()) {
+            // Nothing changes the logits: check them and take the argmax in one pass, without a copy.
+            return checkedArgmax(logits);
+        }
         float[] penalized = prepare(logits, history);
         return choose(penalized);
+    }
+
+    /** {@link #prepare}'s checks and {@link #argmax} of the unmodified logits, in one pass. */
+    private static int checkedArgmax(float[] logits) {
+        if (logits == null || logits.length == 0) {
+            throw new IllegalArgumentException("logits are empty");
+        }
+        int best = 0;
+        for (int i = 0; i < logits.length; i++) {
+            float logit = logits[i];
+            if (Float.isNaN(logit) || logit == Float.POSITIVE_INFINITY) {
+                throw new IllegalArgumentException("logit of token " + i + " is " + logit);
+            }
+            if (logit > logits[best]) {
+                best = i;
+            }
+        }
+        if (logits[best] == Float.NEGATIVE_INFINITY) {
+            throw new IllegalArgumentException("every logit is -infinity: no token can be sampled");
+        }
+        return best;
     }
 
     /** The next token with its log-probability and the {@code topLogprobs} most likely alternatives. */
@@ -91,11 +116,12 @@ public final class Sampler {
         }
         int n = logits.length;
         if (adjusted.length != n) {
+            // what truncation needs is allocated when it first runs (a greedy request never does)
             adjusted = new float[n];
-            occurrences = new int[n];
-            candidates = new int[n];
-            sortKeys = new long[n];
-            tokenWeights = new double[n];
+            occurrences = new int[0];
+            candidates = new int[0];
+            sortKeys = new long[0];
+            tokenWeights = new double[0];
         }
         boolean anyFinite = false;
         for (int i = 0; i < n; i++) {
@@ -110,6 +136,7 @@ public final class Sampler {
             throw new IllegalArgumentException("every logit is -infinity: no token can be sampled");
         }
         if (history != null && params.hasPenalties()) {
+            if (occurrences.length != n) occurrences = new int[n];
             applyPenalties(adjusted, history);
         }
         return adjusted;
@@ -186,6 +213,11 @@ public final class Sampler {
      */
     private int truncate(float[] values) {
         int n = values.length;
+        if (candidates.length != n) {
+            candidates = new int[n];
+            sortKeys = new long[n];
+            tokenWeights = new double[n];
+        }
         int count = 0;
         for (int i = 0; i < n; i++) {
             if (values[i] != Float.NEGATIVE_INFINITY) {
