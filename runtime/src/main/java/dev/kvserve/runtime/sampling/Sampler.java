@@ -29,6 +29,7 @@ public final class Sampler {
     private long[] sortKeys = new long[0];
     /** exp(logit - max) by token, for top-p's mass sums. */
     private double[] tokenWeights = new double[0];
+    private int[] windowOrder = new int[0];
     private double[] weightBuffer = new double[1];
     private final double[] bucketMass = new double[BUCKETS];
 
@@ -252,8 +253,17 @@ public final class Sampler {
 
     /**
      * Keeps the shortest best-first prefix of candidates[0, count) whose probability (normalised over
-     * all of them) reaches topP. Only tokens near the top need sorting: widen a logit window below
-     * the best until it holds enough mass, or until min-p would drop the rest anyway.
+     * all of them) reaches topP, as the sampler always has: a logit window below the best is widened
+     * (width 8, 16, ...) until its mass, summed in candidate order, reaches topP or until min-p would
+     * drop the rest anyway, and the window's tokens sorted best first are scanned for the cut; when
+     * the scan does not reach topP inside the window, the whole window is kept.
+     *
+     * <p>Computed the other way round, with the same result: the cut over all candidates first
+     * ({@link #bestFirstPrefix}, which sorts only a prefix holding the mass). A window whose floor is
+     * at or below the cut's last logit holds the whole cut, so the cut stands; only a window lying
+     * strictly inside the cut (a rounding edge, or the min-p floor) could have ended the search
+     * early and kept itself instead, and only those windows are summed, in the original candidate
+     * order. Usually there are none.
      */
     private int topP(float[] values, int count, float max, double minPLogit) {
         // Each candidate's exp(logit - max) once: every sum below adds these same values in the same order.
@@ -264,7 +274,11 @@ public final class Sampler {
             normalizer += weight[token] = Math.exp(values[token] - max);
         }
         double needed = params.topP();
-        int windowCount = count;
+        // the candidate order the window sums use (bestFirstPrefix reorders candidates)
+        if (windowOrder.length < count) windowOrder = new int[candidates.length];
+        System.arraycopy(candidates, 0, windowOrder, 0, count);
+        int cut = bestFirstPrefix(values, count, max, normalizer, needed);
+        float last = values[candidates[cut - 1]];
         for (double width = 8; ; width *= 2) {
             double floor = max - width;
             // Below the min-p cut nothing survives anyway, so the window never has to reach further.
@@ -272,29 +286,23 @@ public final class Sampler {
             if (lastWindow) {
                 floor = minPLogit;
             }
+            if (last >= floor) {
+                return cut;   // this window, and any wider one, holds the whole cut
+            }
             double mass = 0;
             int inWindow = 0;
             for (int i = 0; i < count; i++) {
-                if (values[candidates[i]] >= floor) {
-                    mass += weight[candidates[i]];
+                int token = windowOrder[i];
+                if (values[token] >= floor) {
+                    mass += weight[token];
                     inWindow++;
                 }
             }
             if (mass / normalizer >= needed || lastWindow) {
-                int kept = 0;
-                for (int i = 0; i < count; i++) {
-                    if (values[candidates[i]] >= floor) {
-                        candidates[kept++] = candidates[i];
-                    }
-                }
-                windowCount = kept;
-                break;
-            }
-            if (inWindow == count) {
-                break;
+                // a best-first prefix of the cut, which candidates already hold in order
+                return inWindow;
             }
         }
-        return bestFirstPrefix(values, windowCount, max, normalizer, needed);
     }
 
     /** Logit buckets of the top-p histogram. */
