@@ -27,7 +27,11 @@ public final class Sampler {
     private int[] occurrences = new int[0];
     private int[] candidates = new int[0];
     private long[] sortKeys = new long[0];
+    /** exp(logit - max) by token, for top-p's mass sums. */
+    private double[] tokenWeights = new double[0];
+    private int[] windowOrder = new int[0];
     private double[] weightBuffer = new double[1];
+    private final double[] bucketMass = new double[BUCKETS];
 
     public Sampler(SamplingParams params) {
         if (params == null) {
@@ -43,8 +47,33 @@ public final class Sampler {
 
     /** The next token. {@code history} is what the penalties look at (e.g. prompt + generated so far). */
     public int sample(float[] logits, IntCollection history) {
+        if (params.isGreedy() && !params.hasPenalties()) {
+            // Nothing changes the logits: check them and take the argmax in one pass, without a copy.
+            return checkedArgmax(logits);
+        }
         float[] penalized = prepare(logits, history);
         return choose(penalized);
+    }
+
+    /** {@link #prepare}'s checks and {@link #argmax} of the unmodified logits, in one pass. */
+    private static int checkedArgmax(float[] logits) {
+        if (logits == null || logits.length == 0) {
+            throw new IllegalArgumentException("logits are empty");
+        }
+        int best = 0;
+        for (int i = 0; i < logits.length; i++) {
+            float logit = logits[i];
+            if (Float.isNaN(logit) || logit == Float.POSITIVE_INFINITY) {
+                throw new IllegalArgumentException("logit of token " + i + " is " + logit);
+            }
+            if (logit > logits[best]) {
+                best = i;
+            }
+        }
+        if (logits[best] == Float.NEGATIVE_INFINITY) {
+            throw new IllegalArgumentException("every logit is -infinity: no token can be sampled");
+        }
+        return best;
     }
 
     /** The next token with its log-probability and the {@code topLogprobs} most likely alternatives. */
@@ -88,10 +117,12 @@ public final class Sampler {
         }
         int n = logits.length;
         if (adjusted.length != n) {
+            // what truncation needs is allocated when it first runs (a greedy request never does)
             adjusted = new float[n];
-            occurrences = new int[n];
-            candidates = new int[n];
-            sortKeys = new long[n];
+            occurrences = new int[0];
+            candidates = new int[0];
+            sortKeys = new long[0];
+            tokenWeights = new double[0];
         }
         boolean anyFinite = false;
         for (int i = 0; i < n; i++) {
@@ -106,6 +137,7 @@ public final class Sampler {
             throw new IllegalArgumentException("every logit is -infinity: no token can be sampled");
         }
         if (history != null && params.hasPenalties()) {
+            if (occurrences.length != n) occurrences = new int[n];
             applyPenalties(adjusted, history);
         }
         return adjusted;
@@ -182,6 +214,11 @@ public final class Sampler {
      */
     private int truncate(float[] values) {
         int n = values.length;
+        if (candidates.length != n) {
+            candidates = new int[n];
+            sortKeys = new long[n];
+            tokenWeights = new double[n];
+        }
         int count = 0;
         for (int i = 0; i < n; i++) {
             if (values[i] != Float.NEGATIVE_INFINITY) {
@@ -189,9 +226,10 @@ public final class Sampler {
             }
         }
         if (params.topK() > 0 && params.topK() < count) {
-            int[] top = topIndices(values, n, params.topK());
-            System.arraycopy(top, 0, candidates, 0, top.length);
-            count = top.length;
+            count = bestKeys(values, n, params.topK(), sortKeys);
+            for (int i = 0; i < count; i++) {
+                candidates[i] = (int) sortKeys[i];
+            }
         }
         float max = values[candidates[0]];
         for (int i = 1; i < count; i++) {
@@ -215,16 +253,32 @@ public final class Sampler {
 
     /**
      * Keeps the shortest best-first prefix of candidates[0, count) whose probability (normalised over
-     * all of them) reaches topP. Only tokens near the top need sorting: widen a logit window below
-     * the best until it holds enough mass, or until min-p would drop the rest anyway.
+     * all of them) reaches topP, as the sampler always has: a logit window below the best is widened
+     * (width 8, 16, ...) until its mass, summed in candidate order, reaches topP or until min-p would
+     * drop the rest anyway, and the window's tokens sorted best first are scanned for the cut; when
+     * the scan does not reach topP inside the window, the whole window is kept.
+     *
+     * <p>Computed the other way round, with the same result: the cut over all candidates first
+     * ({@link #bestFirstPrefix}, which sorts only a prefix holding the mass). A window whose floor is
+     * at or below the cut's last logit holds the whole cut, so the cut stands; only a window lying
+     * strictly inside the cut (a rounding edge, or the min-p floor) could have ended the search
+     * early and kept itself instead, and only those windows are summed, in the original candidate
+     * order. Usually there are none.
      */
     private int topP(float[] values, int count, float max, double minPLogit) {
+        // Each candidate's exp(logit - max) once: every sum below adds these same values in the same order.
+        double[] weight = tokenWeights;
         double normalizer = 0;
         for (int i = 0; i < count; i++) {
-            normalizer += Math.exp(values[candidates[i]] - max);
+            int token = candidates[i];
+            normalizer += weight[token] = Math.exp(values[token] - max);
         }
         double needed = params.topP();
-        int windowCount = count;
+        // the candidate order the window sums use (bestFirstPrefix reorders candidates)
+        if (windowOrder.length < count) windowOrder = new int[candidates.length];
+        System.arraycopy(candidates, 0, windowOrder, 0, count);
+        int cut = bestFirstPrefix(values, count, max, normalizer, needed);
+        float last = values[candidates[cut - 1]];
         for (double width = 8; ; width *= 2) {
             double floor = max - width;
             // Below the min-p cut nothing survives anyway, so the window never has to reach further.
@@ -232,47 +286,103 @@ public final class Sampler {
             if (lastWindow) {
                 floor = minPLogit;
             }
+            if (last >= floor) {
+                return cut;   // this window, and any wider one, holds the whole cut
+            }
             double mass = 0;
             int inWindow = 0;
             for (int i = 0; i < count; i++) {
-                if (values[candidates[i]] >= floor) {
-                    mass += Math.exp(values[candidates[i]] - max);
+                int token = windowOrder[i];
+                if (values[token] >= floor) {
+                    mass += weight[token];
                     inWindow++;
                 }
             }
             if (mass / normalizer >= needed || lastWindow) {
-                int kept = 0;
-                for (int i = 0; i < count; i++) {
-                    if (values[candidates[i]] >= floor) {
-                        candidates[kept++] = candidates[i];
-                    }
-                }
-                windowCount = kept;
-                break;
-            }
-            if (inWindow == count) {
-                break;
+                // a best-first prefix of the cut, which candidates already hold in order
+                return inWindow;
             }
         }
-        sortBestFirst(values, windowCount);
-        double cumulative = 0;
-        for (int i = 0; i < windowCount; i++) {
-            cumulative += Math.exp(values[candidates[i]] - max) / normalizer;
-            if (cumulative >= needed) {
-                return i + 1;
-            }
-        }
-        return windowCount;
     }
 
-    private void sortBestFirst(float[] values, int count) {
+    /** Logit buckets of the top-p histogram. */
+    private static final int BUCKETS = 2048;
+
+    /**
+     * Orders candidates[0, count) best first only as far as top-p needs, and returns the cut: the
+     * same as sorting them all and scanning the cumulative mass, but only a best-first prefix that
+     * holds the needed mass is sorted. A histogram of the mass over logit buckets below the best
+     * finds the first bucket where the mass reaches {@code needed}; the tokens in it and above (a
+     * prefix of the best-first order: the bucket index falls as the logit rises, ties share a
+     * bucket) are sorted and scanned exactly as the full sort's prefix was, same order, same sums.
+     * Should that scan fall short (the histogram's sums round differently), the next bucket's
+     * tokens follow, sorted, and the scan goes on: the result never depends on the histogram.
+     * Leaves the kept prefix best first in candidates[0, result).
+     */
+    private int bestFirstPrefix(float[] values, int count, float max, double normalizer, double needed) {
+        long[] keys = sortKeys;
+        float min = max;
         for (int i = 0; i < count; i++) {
-            sortKeys[i] = bestFirstKey(values[candidates[i]], candidates[i]);
+            int token = candidates[i];
+            keys[i] = bestFirstKey(values[token], token);
+            min = Math.min(min, values[token]);
         }
-        Arrays.sort(sortKeys, 0, count);
+        double scale = max > min ? (BUCKETS - 1) / ((double) max - min) : 0;
+        double[] mass = bucketMass;
+        Arrays.fill(mass, 0);
         for (int i = 0; i < count; i++) {
-            candidates[i] = (int) sortKeys[i];
+            int token = candidates[i];
+            mass[bucket(values[token], max, scale)] += tokenWeights[token];
         }
+        int last = 0;
+        double target = needed * normalizer, sum = 0;
+        while (last < BUCKETS - 1 && (sum += mass[last]) < target) last++;
+
+        double cumulative = 0;
+        int done = 0;
+        while (done < count) {
+            // Brings the tokens of buckets [0, last] to keys[done, end), then sorts just those.
+            int end = done;
+            for (int i = done; i < count; i++) {
+                long key = keys[i];
+                if (bucket(values[(int) key], max, scale) <= last) {
+                    keys[i] = keys[end];
+                    keys[end++] = key;
+                }
+            }
+            Arrays.sort(keys, done, end);
+            for (int i = done; i < end; i++) {
+                int token = (int) keys[i];
+                candidates[i] = token;
+                cumulative += tokenWeights[token] / normalizer;
+                if (cumulative >= needed) {
+                    return i + 1;
+                }
+            }
+            done = end;
+            last++;
+            while (last < BUCKETS - 1 && mass[last] == 0) last++;
+        }
+        return count;
+    }
+
+    /** The histogram bucket of a logit: 0 for the best, rising as the logit falls (monotone). */
+    private static int bucket(float logit, float max, double scale) {
+        return Math.min(BUCKETS - 1, (int) (((double) max - logit) * scale));
+    }
+
+    /** Puts {@code key} at {@code hole} of the max-heap heap[0, size) and sifts it down. */
+    private static void siftDown(long[] heap, int hole, long key, int size) {
+        int parent = hole;
+        while (true) {
+            int child = 2 * parent + 1;
+            if (child >= size) break;
+            if (child + 1 < size && heap[child + 1] > heap[child]) child++;
+            if (heap[child] <= key) break;
+            heap[parent] = heap[child];
+            parent = child;
+        }
+        heap[parent] = key;
     }
 
     /** Ascending order of the key = descending logit, then ascending token id. */
@@ -288,6 +398,19 @@ public final class Sampler {
             return new int[0];
         }
         long[] heap = new long[k];
+        int size = bestKeys(values, n, k, heap);
+        int[] result = new int[size];
+        for (int i = 0; i < size; i++) {
+            result[i] = (int) heap[i];
+        }
+        return result;
+    }
+
+    /**
+     * Leaves the keys of the k best finite tokens in heap[0, result), sorted best first: a bounded
+     * max-heap of the k smallest keys over one pass (O(n log k)), then a sort of those k only.
+     */
+    private static int bestKeys(float[] values, int n, int k, long[] heap) {
         int size = 0;
         for (int i = 0; i < n; i++) {
             if (values[i] == Float.NEGATIVE_INFINITY) {
@@ -304,25 +427,11 @@ public final class Sampler {
                 }
                 heap[child] = key;
             } else if (key < heap[0]) {
-                int parent = 0;
-                while (true) {
-                    int child = 2 * parent + 1;
-                    if (child >= size) break;
-                    if (child + 1 < size && heap[child + 1] > heap[child]) child++;
-                    if (heap[child] <= key) break;
-                    heap[parent] = heap[child];
-                    parent = child;
-                }
-                heap[parent] = key;
+                siftDown(heap, 0, key, size);
             }
         }
-        long[] sorted = Arrays.copyOf(heap, size);
-        Arrays.sort(sorted);
-        int[] result = new int[size];
-        for (int i = 0; i < size; i++) {
-            result[i] = (int) sorted[i];
-        }
-        return result;
+        Arrays.sort(heap, 0, size);
+        return size;
     }
 
     private static int argmax(float[] values, int n) {

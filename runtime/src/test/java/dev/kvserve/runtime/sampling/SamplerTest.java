@@ -189,6 +189,30 @@ class SamplerTest {
         assertThatThrownBy(() -> sampler.sample(new float[]{1f}, NO_HISTORY, -1)).hasMessageContaining("topLogprobs");
     }
 
+    @Test
+    void greedyWithoutPenaltiesReadsTheCallersLogitsAndRejectsBadOnesAlike() {
+        Sampler greedy = new Sampler(SamplingParams.greedy());
+        assertThatThrownBy(() -> greedy.sample(new float[]{0f, Float.NaN}, NO_HISTORY)).hasMessageContaining("token 1");
+        assertThatThrownBy(() -> greedy.sample(new float[]{5f, Float.POSITIVE_INFINITY}, NO_HISTORY)).hasMessageContaining("token 1");
+        assertThatThrownBy(() -> greedy.sample(new float[0], NO_HISTORY)).hasMessageContaining("empty");
+        assertThatThrownBy(() -> greedy.sample(null, NO_HISTORY)).hasMessageContaining("empty");
+        assertThatThrownBy(() -> greedy.sample(new float[]{Float.NEGATIVE_INFINITY, Float.NEGATIVE_INFINITY}, NO_HISTORY))
+                .hasMessageContaining("-infinity");
+        float[] logits = {Float.NEGATIVE_INFINITY, -3f, 2f, 2f, -0f, 1f};
+        float[] before = logits.clone();
+        assertThat(greedy.sample(logits, NO_HISTORY)).isEqualTo(2);
+        assertThat(greedy.sample(new float[]{Float.NEGATIVE_INFINITY, -7f}, NO_HISTORY)).isEqualTo(1);
+        assertThat(logits).isEqualTo(before);
+        // the one-pass argmax agrees with the copying path that log-probabilities take
+        SplittableRandom random = new SplittableRandom(3);
+        for (int t = 0; t < 200; t++) {
+            float[] l = new float[1 + random.nextInt(300)];
+            for (int i = 0; i < l.length; i++) l[i] = random.nextInt(5) == 0 ? Float.NEGATIVE_INFINITY : random.nextInt(7) - 3;
+            l[random.nextInt(l.length)] = random.nextInt(7) - 3;
+            assertThat(greedy.sample(l, NO_HISTORY)).isEqualTo(greedy.sample(l, NO_HISTORY, 0).token());
+        }
+    }
+
     /** llama.cpp's chain written plainly: sort everything, top-k, top-p, min-p, temperature. */
     private static double[] naiveDistribution(float[] logits, SamplingParams params) {
         Integer[] order = new Integer[logits.length];
