@@ -689,3 +689,122 @@ EXPORT void kvs_matmul_b32x8(int32_t type, const uint8_t* packed, int32_t groups
         default: break;
     }
 }
+
+// ---- K-quants against q8_K activations -------------------------------------------------------
+//
+// Q4_K's scales cover 32 values and its blocks 256, so its weights meet activations quantized per
+// 256 values, as ggml's vec_dot_q4_K_q8_K does (Q6_K, scales per 16, would use the same ones):
+//   xq[cols] int8, xd[cols/256] float, xs[cols/16] int32 (the sum of each run of sixteen xq)
+// per row of `cols` values (cols % 256 == 0), quantized as ggml's quantize_row_q8_K_ref: max = the
+// first value of largest magnitude, iscale = -127/max, q = min(127, round-half-even(iscale·x)),
+// d = 1/iscale kept as a float (no fp16 rounding); a block of zeros has d = 0 and q = 0.
+//
+// Q4_K block (144 bytes): fp16 d, fp16 dmin, uint8 scales[12] (eight 6-bit scales sc and mins m,
+// ggml's get_scale_min_k4 packing), uint8 qs[128]: sub-block 2i is the low nibbles of qs[32i..32i+31],
+// 2i+1 their high nibbles; value = d·sc·q − dmin·m. A block against its activation block is then
+//   d·dx·Σ_j sc_j·Σ q·x̂  −  dmin·dx·Σ_j m_j·Σ x̂
+// with both integer sums exact (the second from the run sums). Only AVX2 code (vpmaddubsw, then
+// vpmaddwd by the sub-block's scale); AVX-512 VNNI machines run it too.
+
+EXPORT AVX2 void kvs_quantize_q8_k(const float* x, int64_t xStride, int32_t rows, int32_t cols,
+                                   int8_t* xq, float* xd, int32_t* xs) {
+    const int32_t nb = cols / 256;
+    for (int32_t r = 0; r < rows; r++) {
+        const float* in = x + r * xStride;
+        int8_t* q = xq + (int64_t) r * cols;
+        float* d = xd + (int64_t) r * nb;
+        int32_t* s = xs + (int64_t) r * (cols / 16);
+        for (int32_t b = 0; b < nb; b++) {
+            const float* v = in + 256 * b;
+            float max = 0.0f, amax = 0.0f;
+            for (int j = 0; j < 256; j++) {
+                float ax = __builtin_fabsf(v[j]);
+                if (ax > amax) {
+                    amax = ax;
+                    max = v[j];
+                }
+            }
+            float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
+            d[b] = amax != 0.0f ? 1.0f / iscale : 0.0f;
+            for (int j = 0; j < 256; j++) {
+                int32_t n = _mm_cvtss_si32(_mm_set_ss(iscale * v[j]));   // round half even (MXCSR default)
+                q[256 * b + j] = (int8_t) (n < 127 ? n : 127);
+            }
+            for (int j = 0; j < 16; j++) {
+                int32_t sum = 0;
+                for (int i = 0; i < 16; i++) sum += q[256 * b + 16 * j + i];
+                s[16 * b + j] = sum;
+            }
+        }
+    }
+}
+
+enum { TYPE_Q4_K = 12 };
+
+/** The eight 6-bit scales and mins of a Q4_K block from its 12 bytes (ggml's get_scale_min_k4). */
+static inline void q4_k_scales(const uint8_t* s, int32_t sc[8], int32_t m[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 15) | (s[j] >> 6) << 4;
+        m[j + 4] = (s[j + 8] >> 4) | (s[j + 4] >> 6) << 4;
+    }
+}
+
+/** One Q4_K row against one q8_K activation row: nb blocks of 256. */
+AVX2 static float q4_k_row_avx2(const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xs, int32_t nb) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int32_t k = 0; k < nb; k++) {
+        const uint8_t* blk = row + 144 * (int64_t) k;
+        _mm_prefetch((const char*) blk + 576, _MM_HINT_T0);
+        _mm_prefetch((const char*) blk + 640, _MM_HINT_T0);
+        _mm_prefetch((const char*) blk + 704, _MM_HINT_T0);
+        int32_t sc[8], m[8];
+        q4_k_scales(blk + 4, sc, m);
+        const int8_t* x = xq + 256 * k;
+        const int32_t* bs = xs + 16 * k;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+        _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {
+            __m256i v = _mm256_loadu_si256((const __m256i*) (blk + 16 + 32 * i));
+            // nibbles 0..15 times x̂ in [-127, 127]: a pair is at most 3810, vpmaddubsw never saturates
+            __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), _mm256_loadu_si256((const __m256i*) (x + 64 * i)));
+            __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                              _mm256_loadu_si256((const __m256i*) (x + 64 * i + 32)));
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(lo, _mm256_set1_epi16((int16_t) sc[2 * i])));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(hi, _mm256_set1_epi16((int16_t) sc[2 * i + 1])));
+        }
+        int32_t summ = 0;
+        for (int j = 0; j < 8; j++) summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), _mm256_set1_ps(half_to_float(blk) * xd[k]), acc);
+        mins += half_to_float(blk + 2) * xd[k] * (float) summ;
+    }
+    return hsum8(acc) - mins;
+}
+
+AVX2 static void q4_k_avx2(const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq, const float* xd,
+                           const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
+    const int32_t nb = cols / 256;
+    for (int32_t r = 0; r < rows; r++) {
+        const uint8_t* row = w + rowBytes * r;
+        for (int32_t b = 0; b < batch; b++) {
+            out[b * outStride + r] = q4_k_row_avx2(row, xq + (int64_t) b * cols, xd + (int64_t) b * nb,
+                                                   xs + (int64_t) b * (cols / 16), nb);
+        }
+    }
+}
+
+/**
+ * K-quant weights of ggml type `type` (Q4_K; `rows` rows, `rowBytes` apart) times activations
+ * quantized by kvs_quantize_q8_k, out[b·outStride + r]; any other type computes nothing.
+ */
+EXPORT void kvs_matmul_k(int32_t type, const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq,
+                         const float* xd, const int32_t* xs, int32_t cols, int32_t batch, float* out,
+                         int64_t outStride) {
+    if (kvs_cpu_isa() == ISA_NONE) return;
+    switch (type) {
+        case TYPE_Q4_K: q4_k_avx2(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride); break;
+        default: break;
+    }
+}
