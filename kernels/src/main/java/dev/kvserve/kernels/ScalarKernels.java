@@ -55,12 +55,16 @@ public final class ScalarKernels {
      * weight quants with the activation quants times both scales. Q4_1 and Q5_1 (value d·q + m) add
      * m·dx·Σx̂ per block, Σx̂ the exact sum of the block's activation quants (ggml's q8_1 activations
      * store dx·Σx̂ rounded to fp16; the int8 kernels and this oracle keep it exact). The oracle of the
-     * CPU backend's int8 kernels. Q4_K: against ggml's q8_K activations, see {@link #matmulQ4_KQuantizedActivations}.
+     * CPU backend's int8 kernels. Q4_K and Q6_K: against ggml's q8_K activations, see {@link #matmulQ4_KQuantizedActivations}, {@link #matmulQ6_KQuantizedActivations}.
      */
     public static void matmulQuantizedActivations(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
         GgmlType type = w.type();
         if (type == GgmlType.Q4_K) {
             matmulQ4_KQuantizedActivations(w, x, out, batch);
+            return;
+        }
+        if (type == GgmlType.Q6_K) {
+            matmulQ6_KQuantizedActivations(w, x, out, batch);
             return;
         }
         boolean hasMin = type == GgmlType.Q4_1 || type == GgmlType.Q5_1;
@@ -149,6 +153,53 @@ public final class ScalarKernels {
                 }
                 out.setAtIndex(F32, (long) b * rows + r, (float) sum);
             }
+        }
+    }
+
+    /**
+     * Q6_K against activations quantized as ggml's q8_K ({@link #quantizeActivationsK}), as {@code
+     * vec_dot_q6_K_q8_K}: per block of 256, d·dx·Σ_g sc_g·Σ (q − 32)·x̂ over its sixteen groups of 16,
+     * the integer sum exact.
+     */
+    private static void matmulQ6_KQuantizedActivations(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
+        int cols = w.cols();
+        int rows = w.rows();
+        int blocks = cols / 256;
+        byte[] q = new byte[batch * cols];
+        float[] d = new float[batch * blocks];
+        float[] xs = toArray(x, (long) batch * cols);
+        for (int b = 0; b < batch; b++) quantizeActivationsK(xs, b * cols, cols, q, d);
+        MemorySegment data = w.data();
+        int[] wq = new int[256];
+        double[] sums = new double[batch];
+        for (int r = 0; r < rows; r++) {
+            java.util.Arrays.fill(sums, 0);
+            for (int k = 0; k < blocks; k++) {
+                long o = r * w.rowBytes() + (long) k * GgmlType.Q6_K.blockBytes;
+                // as ggml's dequantize_row_q6_K: halves of 128 values, ql[64h..], qh[32h..]
+                for (int h = 0; h < 2; h++) {
+                    for (int l = 0; l < 32; l++) {
+                        int ql0 = data.get(ValueLayout.JAVA_BYTE, o + 64 * h + l) & 0xff;
+                        int ql1 = data.get(ValueLayout.JAVA_BYTE, o + 64 * h + l + 32) & 0xff;
+                        int qh = data.get(ValueLayout.JAVA_BYTE, o + 128 + 32 * h + l) & 0xff;
+                        wq[128 * h + l] = ((ql0 & 15) | (qh & 3) << 4) - 32;
+                        wq[128 * h + l + 32] = ((ql1 & 15) | (qh >> 2 & 3) << 4) - 32;
+                        wq[128 * h + l + 64] = ((ql0 >> 4) | (qh >> 4 & 3) << 4) - 32;
+                        wq[128 * h + l + 96] = ((ql1 >> 4) | (qh >> 6 & 3) << 4) - 32;
+                    }
+                }
+                float dw = Float.float16ToFloat(data.get(ValueLayout.JAVA_SHORT_UNALIGNED, o + 208));
+                for (int b = 0; b < batch; b++) {
+                    long dot = 0;
+                    for (int g = 0; g < 16; g++) {
+                        long sub = 0;
+                        for (int l = 0; l < 16; l++) sub += (long) wq[16 * g + l] * q[b * cols + 256 * k + 16 * g + l];
+                        dot += data.get(ValueLayout.JAVA_BYTE, o + 192 + g) * sub;   // signed 8-bit scale
+                    }
+                    sums[b] += (double) dw * d[b * blocks + k] * dot;
+                }
+            }
+            for (int b = 0; b < batch; b++) out.setAtIndex(F32, (long) b * rows + r, (float) sums[b]);
         }
     }
 

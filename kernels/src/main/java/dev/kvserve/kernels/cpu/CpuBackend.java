@@ -115,7 +115,7 @@ public final class CpuBackend implements Backend {
     @Override
     public String name() {
         return "cpu (" + pool.parallelism() + " threads, " + Vec.F.vectorBitSize() + "-bit vectors"
-                + (int8 == null ? "" : ", int8 Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K kernels on " + CpuKernels.isaName(int8.isa())) + ")";
+                + (int8 == null ? "" : ", int8 Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K kernels on " + CpuKernels.isaName(int8.isa())) + ")";
     }
 
     @Override

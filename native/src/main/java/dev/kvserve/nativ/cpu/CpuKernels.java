@@ -16,7 +16,7 @@ import java.util.Locale;
 
 /**
  * The int8 dot-product matmuls of {@code libkvserve_cpu.so} (source: {@code src/main/c/cpu_kernels.c}),
- * which the CPU backend uses for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K weights where they load. The Vector API has no
+ * which the CPU backend uses for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K weights where they load. The Vector API has no
  * integer dot product, so a Java kernel widens each weight to a float; these kernels quantize the
  * activations to int8 blocks once per matmul, as llama.cpp does, and use {@code vpdpbusd}
  * (AVX-512 VNNI) or {@code vpmaddubsw} (AVX2).
@@ -45,12 +45,12 @@ public final class CpuKernels {
     public static final int Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8;
 
     /**
-     * Q4_K, by ggml type id: blocks of 256 against activations quantized as ggml's q8_K ({@link
+     * Q4_K and Q6_K, by ggml type id: blocks of 256 against activations quantized as ggml's q8_K ({@link
      * #quantize(int, MemorySegment, long, int, int, MemorySegment, MemorySegment, MemorySegment)}
      * chooses the format by weight type); plain layout only (no {@link #repackX8}), AVX2 code on
      * every machine (VNNI ones included).
      */
-    public static final int Q4_K = 12;
+    public static final int Q4_K = 12, Q6_K = 14;
 
     /** @param kernels the loaded kernels, or null; @param description what they run on, or why they do not load */
     public record Probe(CpuKernels kernels, String description) {
@@ -187,7 +187,7 @@ public final class CpuKernels {
 
     /** Whether weights of {@code type} meet q8_K activations (blocks of 256, float scale, sums per 16) rather than q8_0-style ones. */
     public static boolean superBlocks(int type) {
-        return type == Q4_K;
+        return type == Q4_K || type == Q6_K;
     }
 
     /** As {@link #scalesBytes(int, int)} for the activations weights of {@code type} take: one float per 256 values for {@link #superBlocks}. */
@@ -217,7 +217,7 @@ public final class CpuKernels {
 
     /** Whether these kernels take weights of ggml type {@code type}. */
     public static boolean supports(int type) {
-        return repacks(type) || type == Q4_K;
+        return repacks(type) || superBlocks(type);
     }
 
     /** Bytes of one block of 32 weights of {@code type}; an exception for a type these kernels do not take. */
@@ -387,7 +387,7 @@ public final class CpuKernels {
 
     private void matmulK(int type, MemorySegment w, long rowBytes, int rows, MemorySegment xq, MemorySegment xd,
                          MemorySegment xs, int cols, int batch, MemorySegment out, long outStride) {
-        long blockBytes = 144;   // Q4_K
+        long blockBytes = type == Q4_K ? 144 : 210;   // Q4_K, Q6_K
         if (cols <= 0 || cols % 256 != 0 || rows < 0 || batch < 0 || rowBytes < cols / 256 * blockBytes || outStride < rows) {
             throw new IllegalArgumentException("matmul: cols " + cols + ", rows " + rows + ", batch " + batch
                     + ", row bytes " + rowBytes + ", out stride " + outStride);
