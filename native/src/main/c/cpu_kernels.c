@@ -741,28 +741,26 @@ EXPORT AVX2 void kvs_quantize_q8_k(const float* x, int64_t xStride, int32_t rows
 
 enum { TYPE_Q4_K = 12, TYPE_Q6_K = 14 };
 
-/** The eight 6-bit scales and mins of a Q4_K block from its 12 bytes (ggml's get_scale_min_k4). */
-static inline void q4_k_scales(const uint8_t* s, int32_t sc[8], int32_t m[8]) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = s[j] & 63;
-        m[j] = s[j + 4] & 63;
-        sc[j + 4] = (s[j + 8] & 15) | (s[j] >> 6) << 4;
-        m[j + 4] = (s[j + 8] >> 4) | (s[j + 4] >> 6) << 4;
-    }
-}
-
 /** One Q4_K row against one q8_K activation row: nb blocks of 256. */
 AVX2 static float q4_k_row_avx2(const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xs, int32_t nb) {
     const __m256i m4 = _mm256_set1_epi8(15);
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0.0f;
+    __m256 acc = _mm256_setzero_ps(), accMin = acc;
     for (int32_t k = 0; k < nb; k++) {
         const uint8_t* blk = row + 144 * (int64_t) k;
         _mm_prefetch((const char*) blk + 576, _MM_HINT_T0);
         _mm_prefetch((const char*) blk + 640, _MM_HINT_T0);
         _mm_prefetch((const char*) blk + 704, _MM_HINT_T0);
-        int32_t sc[8], m[8];
-        q4_k_scales(blk + 4, sc, m);
+        // The twelve scale bytes → sc[0..7] in bytes 0..7 and m[0..7] in bytes 8..15, four bytes at a
+        // time (get_scale_min_k4 on 32-bit words, as ggml's AVX2 code does).
+        uint32_t u[4];
+        memcpy(u, blk + 4, 12);
+        u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+        uint32_t mins03 = u[1] & 0x3f3f3f3fu;
+        u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+        u[2] = mins03;
+        u[0] &= 0x3f3f3f3fu;
+        __m128i sm = _mm_loadu_si128((const __m128i*) u);
+        __m256i sm2 = _mm256_broadcastsi128_si256(sm);
         const int8_t* x = xq + 256 * k;
         const int32_t* bs = xs + 16 * k;
         __m256i s0 = _mm256_setzero_si256(), s1 = s0;
@@ -772,15 +770,21 @@ AVX2 static float q4_k_row_avx2(const uint8_t* row, const int8_t* xq, const floa
             __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), _mm256_loadu_si256((const __m256i*) (x + 64 * i)));
             __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
                                               _mm256_loadu_si256((const __m256i*) (x + 64 * i + 32)));
-            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(lo, _mm256_set1_epi16((int16_t) sc[2 * i])));
-            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(hi, _mm256_set1_epi16((int16_t) sc[2 * i + 1])));
+            // sc[j] as a 16-bit value in every lane: byte j, then a zeroed byte (index with bit 7 set)
+            __m256i sc0 = _mm256_shuffle_epi8(sm2, _mm256_set1_epi16((int16_t) (0x8000 | (2 * i))));
+            __m256i sc1 = _mm256_shuffle_epi8(sm2, _mm256_set1_epi16((int16_t) (0x8000 | (2 * i + 1))));
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(lo, sc0));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(hi, sc1));
         }
-        int32_t summ = 0;
-        for (int j = 0; j < 8; j++) summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
+        // Σ_j m_j·(sum of sub-block j): hadd pairs the runs of 16 into sub-blocks 0,1,4,5 | 2,3,6,7,
+        // the 64-bit permute puts them in order.
+        __m256i sub = _mm256_hadd_epi32(_mm256_loadu_si256((const __m256i*) bs), _mm256_loadu_si256((const __m256i*) (bs + 8)));
+        sub = _mm256_permute4x64_epi64(sub, 0xD8);
+        __m256i mins = _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)), sub);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), _mm256_set1_ps(half_to_float(blk) * xd[k]), acc);
-        mins += half_to_float(blk + 2) * xd[k] * (float) summ;
+        accMin = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(half_to_float(blk + 2) * xd[k]), accMin);
     }
-    return hsum8(acc) - mins;
+    return hsum8(_mm256_sub_ps(acc, accMin));
 }
 
 AVX2 static void q4_k_avx2(const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq, const float* xd,
