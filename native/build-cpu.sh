@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compiles src/main/c/cpu_kernels.c into the resource the CPU backend loads for its int8 Q8_0/Q4_0/Q4_1/Q5_0/Q5_1
+# Compiles src/main/c/cpu_kernels.c into the resource the CPU backend loads for its int8 Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K
 # matmuls (dev/kvserve/nativ/cpu/linux-x86_64/libkvserve_cpu.so). The library is committed, so
 # machines without a C compiler still use it; this script only has to run after src/main/c changes.
 # SOURCES.sha256 next to it records which sources it was built from; CpuKernelsResourceTest fails

@@ -689,3 +689,188 @@ EXPORT void kvs_matmul_b32x8(int32_t type, const uint8_t* packed, int32_t groups
         default: break;
     }
 }
+
+// ---- K-quants against q8_K activations -------------------------------------------------------
+//
+// Q4_K's and Q6_K's scales cover 32 and 16 values and their blocks 256, so their weights meet
+// activations quantized per 256 values, as ggml's vec_dot_q4_K_q8_K / vec_dot_q6_K_q8_K do:
+//   xq[cols] int8, xd[cols/256] float, xs[cols/16] int32 (the sum of each run of sixteen xq)
+// per row of `cols` values (cols % 256 == 0), quantized as ggml's quantize_row_q8_K_ref: max = the
+// first value of largest magnitude, iscale = -127/max, q = min(127, round-half-even(iscale·x)),
+// d = 1/iscale kept as a float (no fp16 rounding); a block of zeros has d = 0 and q = 0.
+//
+// Q4_K block (144 bytes): fp16 d, fp16 dmin, uint8 scales[12] (eight 6-bit scales sc and mins m,
+// ggml's get_scale_min_k4 packing), uint8 qs[128]: sub-block 2i is the low nibbles of qs[32i..32i+31],
+// 2i+1 their high nibbles; value = d·sc·q − dmin·m. A block against its activation block is then
+//   d·dx·Σ_j sc_j·Σ q·x̂  −  dmin·dx·Σ_j m_j·Σ x̂
+// with both integer sums exact (the second from the run sums). Only AVX2 code (vpmaddubsw, then
+// vpmaddwd by the sub-block's scale); AVX-512 VNNI machines run it too.
+
+EXPORT AVX2 void kvs_quantize_q8_k(const float* x, int64_t xStride, int32_t rows, int32_t cols,
+                                   int8_t* xq, float* xd, int32_t* xs) {
+    const int32_t nb = cols / 256;
+    for (int32_t r = 0; r < rows; r++) {
+        const float* in = x + r * xStride;
+        int8_t* q = xq + (int64_t) r * cols;
+        float* d = xd + (int64_t) r * nb;
+        int32_t* s = xs + (int64_t) r * (cols / 16);
+        for (int32_t b = 0; b < nb; b++) {
+            const float* v = in + 256 * b;
+            float max = 0.0f, amax = 0.0f;
+            for (int j = 0; j < 256; j++) {
+                float ax = __builtin_fabsf(v[j]);
+                if (ax > amax) {
+                    amax = ax;
+                    max = v[j];
+                }
+            }
+            float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
+            d[b] = amax != 0.0f ? 1.0f / iscale : 0.0f;
+            for (int j = 0; j < 256; j++) {
+                int32_t n = _mm_cvtss_si32(_mm_set_ss(iscale * v[j]));   // round half even (MXCSR default)
+                q[256 * b + j] = (int8_t) (n < 127 ? n : 127);
+            }
+            for (int j = 0; j < 16; j++) {
+                int32_t sum = 0;
+                for (int i = 0; i < 16; i++) sum += q[256 * b + 16 * j + i];
+                s[16 * b + j] = sum;
+            }
+        }
+    }
+}
+
+enum { TYPE_Q4_K = 12, TYPE_Q6_K = 14 };
+
+/** One Q4_K row against one q8_K activation row: nb blocks of 256. */
+AVX2 static float q4_k_row_avx2(const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xs, int32_t nb) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps(), accMin = acc;
+    for (int32_t k = 0; k < nb; k++) {
+        const uint8_t* blk = row + 144 * (int64_t) k;
+        _mm_prefetch((const char*) blk + 576, _MM_HINT_T0);
+        _mm_prefetch((const char*) blk + 640, _MM_HINT_T0);
+        _mm_prefetch((const char*) blk + 704, _MM_HINT_T0);
+        // The twelve scale bytes → sc[0..7] in bytes 0..7 and m[0..7] in bytes 8..15, four bytes at a
+        // time (get_scale_min_k4 on 32-bit words, as ggml's AVX2 code does).
+        uint32_t u[4];
+        memcpy(u, blk + 4, 12);
+        u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+        uint32_t mins03 = u[1] & 0x3f3f3f3fu;
+        u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+        u[2] = mins03;
+        u[0] &= 0x3f3f3f3fu;
+        __m128i sm = _mm_loadu_si128((const __m128i*) u);
+        __m256i sm2 = _mm256_broadcastsi128_si256(sm);
+        const int8_t* x = xq + 256 * k;
+        const int32_t* bs = xs + 16 * k;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+        _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {
+            __m256i v = _mm256_loadu_si256((const __m256i*) (blk + 16 + 32 * i));
+            // nibbles 0..15 times x̂ in [-127, 127]: a pair is at most 3810, vpmaddubsw never saturates
+            __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), _mm256_loadu_si256((const __m256i*) (x + 64 * i)));
+            __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                              _mm256_loadu_si256((const __m256i*) (x + 64 * i + 32)));
+            // sc[j] as a 16-bit value in every lane: byte j, then a zeroed byte (index with bit 7 set)
+            __m256i sc0 = _mm256_shuffle_epi8(sm2, _mm256_set1_epi16((int16_t) (0x8000 | (2 * i))));
+            __m256i sc1 = _mm256_shuffle_epi8(sm2, _mm256_set1_epi16((int16_t) (0x8000 | (2 * i + 1))));
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(lo, sc0));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(hi, sc1));
+        }
+        // Σ_j m_j·(sum of sub-block j): hadd pairs the runs of 16 into sub-blocks 0,1,4,5 | 2,3,6,7,
+        // the 64-bit permute puts them in order.
+        __m256i sub = _mm256_hadd_epi32(_mm256_loadu_si256((const __m256i*) bs), _mm256_loadu_si256((const __m256i*) (bs + 8)));
+        sub = _mm256_permute4x64_epi64(sub, 0xD8);
+        __m256i mins = _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)), sub);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), _mm256_set1_ps(half_to_float(blk) * xd[k]), acc);
+        accMin = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(half_to_float(blk + 2) * xd[k]), accMin);
+    }
+    return hsum8(_mm256_sub_ps(acc, accMin));
+}
+
+AVX2 static void q4_k_avx2(const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq, const float* xd,
+                           const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
+    const int32_t nb = cols / 256;
+    for (int32_t r = 0; r < rows; r++) {
+        const uint8_t* row = w + rowBytes * r;
+        for (int32_t b = 0; b < batch; b++) {
+            out[b * outStride + r] = q4_k_row_avx2(row, xq + (int64_t) b * cols, xd + (int64_t) b * nb,
+                                                   xs + (int64_t) b * (cols / 16), nb);
+        }
+    }
+}
+
+// Q6_K block (210 bytes): uint8 ql[128], uint8 qh[64], int8 scales[16], fp16 d; value = d·sc·(q − 32),
+// q = 4 low bits from ql | 2 high bits from qh, scales per 16 values. In each half h (128 values:
+// ql[64h..], qh[32h..]) and l < 32, values 128h + l, +32, +64, +96 take ql[l] low nibble, ql[l+32]
+// low, ql[l] high, ql[l+32] high, and bits 0-1, 2-3, 4-5, 6-7 of qh[l]. Scale g covers values
+// 16g..16g+15, whose activation run sum is xs[g]: a block is d·dx·(Σ_g sc_g·Σ q·x̂ − 32·Σ_g sc_g·Σ x̂).
+
+/** One Q6_K row against one q8_K activation row: nb blocks of 256. */
+AVX2 static float q6_k_row_avx2(const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xs, int32_t nb) {
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int32_t k = 0; k < nb; k++) {
+        const uint8_t* blk = row + 210 * (int64_t) k;
+        _mm_prefetch((const char*) blk + 840, _MM_HINT_T0);
+        _mm_prefetch((const char*) blk + 904, _MM_HINT_T0);
+        _mm_prefetch((const char*) blk + 968, _MM_HINT_T0);
+        _mm_prefetch((const char*) blk + 1032, _MM_HINT_T0);
+        const int8_t* sc = (const int8_t*) (blk + 192);
+        const int8_t* x = xq + 256 * k;
+        const int32_t* bs = xs + 16 * k;
+        int32_t offset = 0;
+        for (int g = 0; g < 16; g++) offset += sc[g] * bs[g];
+        __m256i s = _mm256_set1_epi32(0);
+        _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i*) (blk + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i*) (blk + 64 * h + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i*) (blk + 128 + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+                // q 0..63 times x̂ in [-127, 127]: a pair is at most 16002, vpmaddubsw never saturates
+                __m256i p = _mm256_maddubs_epi16(q[c], _mm256_loadu_si256((const __m256i*) (x + 128 * h + 32 * c)));
+                int g = 8 * h + 2 * c;   // the first 16 bytes are scale g, the next 16 scale g + 1
+                __m256i scales = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(sc[g])),
+                                                         _mm_set1_epi16(sc[g + 1]), 1);
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(p, scales));
+            }
+        }
+        // the offset of 32 once per block, on lane 0
+        s = _mm256_sub_epi32(s, _mm256_setr_epi32(32 * offset, 0, 0, 0, 0, 0, 0, 0));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(half_to_float(blk + 208) * xd[k]), acc);
+    }
+    return hsum8(acc);
+}
+
+AVX2 static void q6_k_avx2(const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq, const float* xd,
+                           const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {
+    const int32_t nb = cols / 256;
+    for (int32_t r = 0; r < rows; r++) {
+        const uint8_t* row = w + rowBytes * r;
+        for (int32_t b = 0; b < batch; b++) {
+            out[b * outStride + r] = q6_k_row_avx2(row, xq + (int64_t) b * cols, xd + (int64_t) b * nb,
+                                                   xs + (int64_t) b * (cols / 16), nb);
+        }
+    }
+}
+
+/**
+ * K-quant weights of ggml type `type` (Q4_K or Q6_K; `rows` rows, `rowBytes` apart) times activations
+ * quantized by kvs_quantize_q8_k, out[b·outStride + r]; any other type computes nothing.
+ */
+EXPORT void kvs_matmul_k(int32_t type, const uint8_t* w, int64_t rowBytes, int32_t rows, const int8_t* xq,
+                         const float* xd, const int32_t* xs, int32_t cols, int32_t batch, float* out,
+                         int64_t outStride) {
+    if (kvs_cpu_isa() == ISA_NONE) return;
+    switch (type) {
+        case TYPE_Q4_K: q4_k_avx2(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride); break;
+        case TYPE_Q6_K: q6_k_avx2(w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride); break;
+        default: break;
+    }
+}

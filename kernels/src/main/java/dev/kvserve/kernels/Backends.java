@@ -45,7 +45,7 @@ public final class Backends {
                 Cuda.Probe probe = Cuda.probe();
                 CpuKernels.Probe int8 = CpuKernels.probe();
                 LOG.log(System.Logger.Level.INFO, "backend: CPU with " + cpuThreads + " threads, "
-                        + (int8.available() ? "int8 Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 kernels on " + int8.description()
+                        + (int8.available() ? "int8 Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K kernels on " + int8.description()
                                 : "Vector API kernels only (int8 kernels: " + int8.description() + ")")
                         + (probe.available() ? " (CUDA " + probe.description() + " is present, but paged attention is CPU-only)"
                                 : "; CUDA unavailable: " + probe.description()));

@@ -55,10 +55,18 @@ public final class ScalarKernels {
      * weight quants with the activation quants times both scales. Q4_1 and Q5_1 (value d·q + m) add
      * m·dx·Σx̂ per block, Σx̂ the exact sum of the block's activation quants (ggml's q8_1 activations
      * store dx·Σx̂ rounded to fp16; the int8 kernels and this oracle keep it exact). The oracle of the
-     * CPU backend's int8 kernels.
+     * CPU backend's int8 kernels. Q4_K and Q6_K: against ggml's q8_K activations, see {@link #matmulQ4_KQuantizedActivations}, {@link #matmulQ6_KQuantizedActivations}.
      */
     public static void matmulQuantizedActivations(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
         GgmlType type = w.type();
+        if (type == GgmlType.Q4_K) {
+            matmulQ4_KQuantizedActivations(w, x, out, batch);
+            return;
+        }
+        if (type == GgmlType.Q6_K) {
+            matmulQ6_KQuantizedActivations(w, x, out, batch);
+            return;
+        }
         boolean hasMin = type == GgmlType.Q4_1 || type == GgmlType.Q5_1;
         if (type != GgmlType.Q8_0 && type != GgmlType.Q4_0 && type != GgmlType.Q5_0 && !hasMin) {
             throw new IllegalArgumentException("Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1 weights, not " + type);
@@ -90,6 +98,131 @@ public final class ScalarKernels {
                 }
                 out.setAtIndex(F32, (long) b * rows + r, (float) sum);
             }
+        }
+    }
+
+    /**
+     * Q4_K against activations quantized as ggml's q8_K ({@link #quantizeActivationsK}), as {@code
+     * vec_dot_q4_K_q8_K}: per block of 256, d·dx·Σ_j sc_j·Σ q·x̂ − dmin·dx·Σ_j m_j·Σ x̂ over its eight
+     * sub-blocks of 32, both integer sums exact.
+     */
+    private static void matmulQ4_KQuantizedActivations(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
+        int cols = w.cols();
+        int rows = w.rows();
+        int blocks = cols / 256;
+        byte[] q = new byte[batch * cols];
+        float[] d = new float[batch * blocks];
+        float[] xs = toArray(x, (long) batch * cols);
+        for (int b = 0; b < batch; b++) quantizeActivationsK(xs, b * cols, cols, q, d);
+        MemorySegment data = w.data();
+        int[] sc = new int[8], m = new int[8];
+        for (int r = 0; r < rows; r++) {
+            for (int b = 0; b < batch; b++) {
+                double sum = 0;
+                for (int k = 0; k < blocks; k++) {
+                    long o = r * w.rowBytes() + (long) k * GgmlType.Q4_K.blockBytes;
+                    float dw = Float.float16ToFloat(data.get(ValueLayout.JAVA_SHORT_UNALIGNED, o));
+                    float dmin = Float.float16ToFloat(data.get(ValueLayout.JAVA_SHORT_UNALIGNED, o + 2));
+                    for (int j = 0; j < 8; j++) {
+                        // ggml's get_scale_min_k4
+                        int s = data.get(ValueLayout.JAVA_BYTE, o + 4 + j) & 0xff;
+                        if (j < 4) {
+                            sc[j] = s & 63;
+                            m[j] = (data.get(ValueLayout.JAVA_BYTE, o + 8 + j) & 0xff) & 63;
+                        } else {
+                            int hi = data.get(ValueLayout.JAVA_BYTE, o + 4 + j + 4) & 0xff;
+                            sc[j] = (hi & 15) | ((data.get(ValueLayout.JAVA_BYTE, o + 4 + j - 4) & 0xff) >> 6) << 4;
+                            m[j] = (hi >> 4) | (s >> 6) << 4;
+                        }
+                    }
+                    long dot = 0, mins = 0;
+                    for (int j = 0; j < 8; j++) {
+                        long sub = 0, xsum = 0;
+                        for (int l = 0; l < 32; l++) {
+                            int byteAt = 32 * (j / 2) + l;
+                            int nibble = (data.get(ValueLayout.JAVA_BYTE, o + 16 + byteAt) & 0xff) >> (j % 2 == 0 ? 0 : 4) & 15;
+                            int xq = q[b * cols + 256 * k + 32 * j + l];
+                            sub += (long) nibble * xq;
+                            xsum += xq;
+                        }
+                        dot += sc[j] * sub;
+                        mins += m[j] * xsum;
+                    }
+                    float dx = d[b * blocks + k];
+                    sum += (double) dw * dx * dot - (double) dmin * dx * mins;
+                }
+                out.setAtIndex(F32, (long) b * rows + r, (float) sum);
+            }
+        }
+    }
+
+    /**
+     * Q6_K against activations quantized as ggml's q8_K ({@link #quantizeActivationsK}), as {@code
+     * vec_dot_q6_K_q8_K}: per block of 256, d·dx·Σ_g sc_g·Σ (q − 32)·x̂ over its sixteen groups of 16,
+     * the integer sum exact.
+     */
+    private static void matmulQ6_KQuantizedActivations(WeightTensor w, MemorySegment x, MemorySegment out, int batch) {
+        int cols = w.cols();
+        int rows = w.rows();
+        int blocks = cols / 256;
+        byte[] q = new byte[batch * cols];
+        float[] d = new float[batch * blocks];
+        float[] xs = toArray(x, (long) batch * cols);
+        for (int b = 0; b < batch; b++) quantizeActivationsK(xs, b * cols, cols, q, d);
+        MemorySegment data = w.data();
+        int[] wq = new int[256];
+        double[] sums = new double[batch];
+        for (int r = 0; r < rows; r++) {
+            java.util.Arrays.fill(sums, 0);
+            for (int k = 0; k < blocks; k++) {
+                long o = r * w.rowBytes() + (long) k * GgmlType.Q6_K.blockBytes;
+                // as ggml's dequantize_row_q6_K: halves of 128 values, ql[64h..], qh[32h..]
+                for (int h = 0; h < 2; h++) {
+                    for (int l = 0; l < 32; l++) {
+                        int ql0 = data.get(ValueLayout.JAVA_BYTE, o + 64 * h + l) & 0xff;
+                        int ql1 = data.get(ValueLayout.JAVA_BYTE, o + 64 * h + l + 32) & 0xff;
+                        int qh = data.get(ValueLayout.JAVA_BYTE, o + 128 + 32 * h + l) & 0xff;
+                        wq[128 * h + l] = ((ql0 & 15) | (qh & 3) << 4) - 32;
+                        wq[128 * h + l + 32] = ((ql1 & 15) | (qh >> 2 & 3) << 4) - 32;
+                        wq[128 * h + l + 64] = ((ql0 >> 4) | (qh >> 4 & 3) << 4) - 32;
+                        wq[128 * h + l + 96] = ((ql1 >> 4) | (qh >> 6 & 3) << 4) - 32;
+                    }
+                }
+                float dw = Float.float16ToFloat(data.get(ValueLayout.JAVA_SHORT_UNALIGNED, o + 208));
+                for (int b = 0; b < batch; b++) {
+                    long dot = 0;
+                    for (int g = 0; g < 16; g++) {
+                        long sub = 0;
+                        for (int l = 0; l < 16; l++) sub += (long) wq[16 * g + l] * q[b * cols + 256 * k + 16 * g + l];
+                        dot += data.get(ValueLayout.JAVA_BYTE, o + 192 + g) * sub;   // signed 8-bit scale
+                    }
+                    sums[b] += (double) dw * d[b * blocks + k] * dot;
+                }
+            }
+            for (int b = 0; b < batch; b++) out.setAtIndex(F32, (long) b * rows + r, (float) sums[b]);
+        }
+    }
+
+    /**
+     * Quantizes {@code x[offset, offset+cols)} (cols a multiple of 256) as ggml's {@code
+     * quantize_row_q8_K_ref}: per block of 256, iscale = −127 / the first value of largest
+     * magnitude, quant = min(127, round-half-even(iscale·x)), scale 1/iscale as a float (0 and
+     * quants 0 for a block of zeros), into {@code q[offset..]} and {@code d[offset/256..]}.
+     */
+    public static void quantizeActivationsK(float[] x, int offset, int cols, byte[] q, float[] d) {
+        for (int k = 0; k < cols / 256; k++) {
+            int base = offset + 256 * k;
+            float max = 0, amax = 0;
+            for (int j = 0; j < 256; j++) {
+                float ax = Math.abs(x[base + j]);
+                if (ax > amax) {
+                    amax = ax;
+                    max = x[base + j];
+                }
+            }
+            float iscale = amax != 0 ? -127f / max : 0f;
+            d[base / 256] = amax != 0 ? 1f / iscale : 0f;
+            for (int j = 0; j < 256; j++) q[base + j] = (byte) Math.min(127, (int) Math.rint(iscale * x[base + j]));
         }
     }
 

@@ -25,9 +25,9 @@ import java.lang.foreign.MemorySegment;
  * {@link #upload} therefore warms up the kernels of every large weight's type once per JVM (see
  * {@link #warmUp}).
  *
- * <p>Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 matmuls run on the int8 kernels of {@link CpuKernels} where that library loads
- * (x86-64 Linux with AVX2): the activations are quantized to int8 blocks once per matmul, as
- * llama.cpp does for these types, and each weight block meets them in an integer dot product. The
+ * <p>Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K matmuls run on the int8 kernels of {@link CpuKernels} where that library loads
+ * (x86-64 Linux with AVX2): the activations are quantized to int8 blocks once per matmul (of 32
+ * values; of 256 as ggml's q8_K for Q4_K), as llama.cpp does for these types, and each weight block meets them in an integer dot product. The
  * Vector API has no such instruction and widens every weight to a float, which caps its kernels at
  * about half the weights per second on one core. Elsewhere, or with {@code
  * -Dkvserve.cpu.native=false}, these types use the Vector API kernels with float activations.
@@ -46,7 +46,7 @@ public final class CpuBackend implements Backend {
     private final Arena arena = Arena.ofShared();
     private final CpuThreadPool pool;
     private final MatmulTask matmulTask = new MatmulTask();
-    /** The int8 kernels for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights, or null to use the Vector API ones. */
+    /** The int8 kernels for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K weights, or null to use the Vector API ones. */
     private final CpuKernels int8;
     private final Int8MatmulTask int8Task;
     /** Quantized activations of the current matmul (int8 values, scales, run sums); grown, never shrunk. */
@@ -74,7 +74,7 @@ public final class CpuBackend implements Backend {
 
     /**
      * A backend whose matmuls use {@code threads} threads (the caller and threads-1 workers), and
-     * the int8 kernels for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 where they load.
+     * the int8 kernels for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K where they load.
      */
     public CpuBackend(int threads) {
         this(threads, true);
@@ -91,7 +91,7 @@ public final class CpuBackend implements Backend {
      * Whether matmuls over {@code type} quantize the activations to int8 blocks first (ggml's
      * {@code vec_dot_q8_0_q8_0} / {@code vec_dot_q4_0_q8_0} / {@code vec_dot_q5_0_q8_0} numerics; Q4_1
      * and Q5_1 as ggml's {@code vec_dot_q4_1_q8_1} / {@code vec_dot_q5_1_q8_1} but with the activation
-     * block sums exact) instead of using them as floats.
+     * block sums exact; Q4_K as {@code vec_dot_q4_K_q8_K}) instead of using them as floats.
      */
     public boolean quantizesActivations(GgmlType type) {
         return int8 != null && CpuKernels.supports(type.id);
@@ -115,7 +115,7 @@ public final class CpuBackend implements Backend {
     @Override
     public String name() {
         return "cpu (" + pool.parallelism() + " threads, " + Vec.F.vectorBitSize() + "-bit vectors"
-                + (int8 == null ? "" : ", int8 Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 kernels on " + CpuKernels.isaName(int8.isa())) + ")";
+                + (int8 == null ? "" : ", int8 Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K kernels on " + CpuKernels.isaName(int8.isa())) + ")";
     }
 
     @Override
@@ -141,7 +141,9 @@ public final class CpuBackend implements Backend {
     public WeightTensor upload(WeightTensor host) {
         checkWeight(host);
         checkOpen();
-        if (quantizesActivations(host.type()) && host.rows() >= 8) packed.putIfAbsent(host, null);
+        if (quantizesActivations(host.type()) && CpuKernels.repacks(host.type().id) && host.rows() >= 8) {
+            packed.putIfAbsent(host, null);
+        }
         if (host.elements() >= WARMUP_MIN_ELEMENTS) {
             KernelWarmup.warmOps();
             KernelWarmup.warm(this, host);
@@ -242,8 +244,9 @@ public final class CpuBackend implements Backend {
             xd = int8Arena.allocate(CpuKernels.scalesBytes(batch, cols), 64);
             xs = int8Arena.allocate(CpuKernels.sumsBytes(batch, cols), 64);
         }
-        // Quantizing first also makes out aliasing x harmless.
-        int8.quantize(x, cols, batch, cols, xq, xd, xs);
+        // Quantizing first also makes out aliasing x harmless. Q4_K takes q8_K activations (blocks
+        // of 256), which fit in the buffers sized for the Q8_0-style ones.
+        int8.quantize(w.type().id, x, cols, batch, cols, xq, xd, xs);
         MemorySegment repacked = repacked(w);
         int chunkRows = chunkRows(w.rowBytes(), rows, batch);
         if (repacked != null) chunkRows = (chunkRows + 7) / 8 * 8;   // whole groups of eight rows

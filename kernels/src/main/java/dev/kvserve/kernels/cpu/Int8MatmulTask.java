@@ -4,7 +4,7 @@ import dev.kvserve.nativ.cpu.CpuKernels;
 import java.lang.foreign.MemorySegment;
 
 /**
- * One Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1 matmul on the int8 kernels of {@link CpuKernels}, split into chunks of
+ * One Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 or Q4_K matmul on the int8 kernels of {@link CpuKernels}, split into chunks of
  * consecutive weight rows like {@link MatmulTask}. The activations were quantized once by the
  * caller; each chunk is one native call per group of activation rows that fits in L2, so the
  * weight rows of the chunk cross the memory bus once per group (once in all for decode).
@@ -72,8 +72,8 @@ final class Int8MatmulTask implements CpuThreadPool.Task {
         for (int b0 = 0; b0 < batch; b0 += xGroup) {
             int n = Math.min(batch, b0 + xGroup) - b0;
             MemorySegment q = xq.asSlice(CpuKernels.quantsBytes(b0, cols));
-            MemorySegment d = xd.asSlice(CpuKernels.scalesBytes(b0, cols));
-            MemorySegment s = xs.asSlice(CpuKernels.sumsBytes(b0, cols));
+            MemorySegment d = xd.asSlice(CpuKernels.scalesBytes(type, b0, cols));
+            MemorySegment s = xs.asSlice(CpuKernels.sumsBytes(type, b0, cols));
             if (split > r0) {
                 kernels.matmulX8(type, packed.asSlice(CpuKernels.packedBytes(type, r0 / 8, cols)), (split - r0) / 8,
                         q, d, s, cols, n, out.asSlice(((long) b0 * rows + r0) * Float.BYTES), rows);

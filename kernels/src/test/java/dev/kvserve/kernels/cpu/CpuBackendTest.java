@@ -25,7 +25,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Every op of {@link CpuBackend} against {@link ScalarKernels} on seeded random data: the Vector API
- * kernels, and the int8 kernels of {@link CpuKernels} for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 where they load.
+ * kernels, and the int8 kernels of {@link CpuKernels} for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K where they load.
  */
 class CpuBackendTest {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -113,9 +113,9 @@ class CpuBackendTest {
     private static void addCases(Stream.Builder<Arguments> cases, GgmlType type, int cols, int rows, int batch) {
         cases.add(Arguments.of(type, cols, rows, batch, "vector"));
         if (type == GgmlType.Q8_0 || type == GgmlType.Q4_0 || type == GgmlType.Q4_1 || type == GgmlType.Q5_0
-                || type == GgmlType.Q5_1) {
+                || type == GgmlType.Q5_1 || type == GgmlType.Q4_K || type == GgmlType.Q6_K) {
             // int8 kernels: as given (plain kernel) and uploaded (repacked by eight rows; 19, 9, 301
-            // rows leave 3, 1, 5 rows to the plain kernel)
+            // rows leave 3, 1, 5 rows to the plain kernel; Q4_K and Q6_K are not repacked and stay plain)
             cases.add(Arguments.of(type, cols, rows, batch, "default"));
             cases.add(Arguments.of(type, cols, rows, batch, "uploaded"));
         } else if (type.blockSize > 1 && type != GgmlType.Q4_K && type != GgmlType.Q6_K) {
@@ -158,7 +158,7 @@ class CpuBackendTest {
 
     /** Each instruction set the library has and this CPU runs (AVX2 everywhere it loads, then AVX-512 VNNI). */
     @ParameterizedTest
-    @CsvSource({"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"})
+    @CsvSource({"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q6_K"})
     void int8KernelsMatchTheirReferenceOnEveryInstructionSet(GgmlType type) {
         CpuKernels.Probe probe = CpuKernels.probe();
         Assumptions.assumeTrue(probe.available(), () -> "int8 kernels unavailable: " + probe.description());
@@ -169,7 +169,7 @@ class CpuBackendTest {
                 assertThat(k.limitIsa(isa)).isEqualTo(isa);
                 for (int batch : new int[] {1, 2, 7}) {
                     Random rnd = new Random(isa * 100 + batch);
-                    int cols = 800, rows = 67;
+                    int cols = type.blockSize == 256 ? 768 : 800, rows = 67;
                     WeightTensor w = new WeightTensor("w", type, new long[] {cols, rows},
                             GgmlQuantize.quantize(type, gaussian(rnd, cols * rows, 0.05f), cols, arena));
                     MemorySegment x = floats(gaussian(rnd, cols * batch, 1f));
@@ -194,10 +194,11 @@ class CpuBackendTest {
 
     /**
      * Quantizing the activations costs at most half a quant step per value: |Σ w·(x − x̂)| ≤
-     * Σ_blocks Σ|w| · d/2, plus the scale's fp16 rounding (2⁻¹¹ relative) and float sums.
+     * Σ_blocks Σ|w| · d/2, plus the scale's fp16 rounding (2⁻¹¹ relative) and float sums. Blocks of
+     * 256 for Q4_K and Q6_K (ggml's q8_K: d = max|x|/127 as a float).
      */
     @ParameterizedTest
-    @CsvSource({"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"})
+    @CsvSource({"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q6_K"})
     void int8ActivationsStayWithinTheirQuantizationErrorOfTheFloatResult(GgmlType type) {
         Assumptions.assumeTrue(backend.quantizesActivations(type), "int8 kernels unavailable: " + CpuKernels.probe().description());
         Random rnd = new Random(17);
@@ -211,9 +212,10 @@ class CpuBackendTest {
         for (int r = 0; r < rows; r++) {
             GgmlQuantize.dequantizeRow(type, data, r * w.rowBytes(), row, 0, cols);
             double exact = 0, bound = 0, magnitude = 0;
-            for (int k = 0; k < cols / 32; k++) {
+            int block = type.blockSize == 256 ? 256 : 32;   // q8_K activations for Q4_K, Q6_K
+            for (int k = 0; k < cols / block; k++) {
                 double amax = 0, absW = 0;
-                for (int j = 32 * k; j < 32 * k + 32; j++) {
+                for (int j = block * k; j < block * k + block; j++) {
                     exact += (double) row[j] * x[j];
                     magnitude += Math.abs((double) row[j] * x[j]);
                     amax = Math.max(amax, Math.abs(x[j]));

@@ -16,7 +16,7 @@ import java.util.Locale;
 
 /**
  * The int8 dot-product matmuls of {@code libkvserve_cpu.so} (source: {@code src/main/c/cpu_kernels.c}),
- * which the CPU backend uses for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights where they load. The Vector API has no
+ * which the CPU backend uses for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K weights where they load. The Vector API has no
  * integer dot product, so a Java kernel widens each weight to a float; these kernels quantize the
  * activations to int8 blocks once per matmul, as llama.cpp does, and use {@code vpdpbusd}
  * (AVX-512 VNNI) or {@code vpmaddubsw} (AVX2).
@@ -43,6 +43,14 @@ public final class CpuKernels {
      * presets' fallbacks, Q4_1, Q5_0 and Q5_1 (see cpu_kernels.c for how each meets the activations).
      */
     public static final int Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8;
+
+    /**
+     * Q4_K and Q6_K, by ggml type id: blocks of 256 against activations quantized as ggml's q8_K ({@link
+     * #quantize(int, MemorySegment, long, int, int, MemorySegment, MemorySegment, MemorySegment)}
+     * chooses the format by weight type); plain layout only (no {@link #repackX8}), AVX2 code on
+     * every machine (VNNI ones included).
+     */
+    public static final int Q4_K = 12, Q6_K = 14;
 
     /** @param kernels the loaded kernels, or null; @param description what they run on, or why they do not load */
     public record Probe(CpuKernels kernels, String description) {
@@ -72,6 +80,8 @@ public final class CpuKernels {
     private final MethodHandle matmulB32;
     private final MethodHandle repackB32x8;
     private final MethodHandle matmulB32x8;
+    private final MethodHandle quantizeK;
+    private final MethodHandle matmulK;
 
     private CpuKernels(SymbolLookup lib) {
         Linker linker = Linker.nativeLinker();
@@ -98,6 +108,10 @@ public final class CpuKernels {
                 FunctionDescriptor.ofVoid(i32, ptr, i64, i32, i32, ptr), critical);
         matmulB32x8 = linker.downcallHandle(find(lib, "kvs_matmul_b32x8"),
                 FunctionDescriptor.ofVoid(i32, ptr, i32, ptr, ptr, ptr, i32, i32, ptr, i64), critical);
+        quantizeK = linker.downcallHandle(find(lib, "kvs_quantize_q8_k"),
+                FunctionDescriptor.ofVoid(ptr, i64, i32, i32, ptr, ptr, ptr), critical);
+        matmulK = linker.downcallHandle(find(lib, "kvs_matmul_k"),
+                FunctionDescriptor.ofVoid(i32, ptr, i64, i32, ptr, ptr, ptr, i32, i32, ptr, i64), critical);
     }
 
     private static MemorySegment find(SymbolLookup lib, String name) {
@@ -171,6 +185,26 @@ public final class CpuKernels {
         return (long) rows * (cols / 4 + cols / 32) * Integer.BYTES;
     }
 
+    /** Whether weights of {@code type} meet q8_K activations (blocks of 256, float scale, sums per 16) rather than q8_0-style ones. */
+    public static boolean superBlocks(int type) {
+        return type == Q4_K || type == Q6_K;
+    }
+
+    /** As {@link #scalesBytes(int, int)} for the activations weights of {@code type} take: one float per 256 values for {@link #superBlocks}. */
+    public static long scalesBytes(int type, int rows, int cols) {
+        return superBlocks(type) ? (long) rows * (cols / 256) * Float.BYTES : scalesBytes(rows, cols);
+    }
+
+    /** As {@link #sumsBytes(int, int)} for the activations weights of {@code type} take: one int32 per 16 values for {@link #superBlocks}. */
+    public static long sumsBytes(int type, int rows, int cols) {
+        return superBlocks(type) ? (long) rows * (cols / 16) * Integer.BYTES : sumsBytes(rows, cols);
+    }
+
+    /** Whether {@link #repackX8} takes weights of {@code type}. */
+    public static boolean repacks(int type) {
+        return type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q5_1 || type == Q8_0;
+    }
+
     /** Bytes of {@code groups} groups of eight Q4_0 (or Q8_0) rows of {@code cols} values, repacked (as many as ggml's layout). */
     public static long packedBytes(boolean q4_0, int groups, int cols) {
         return packedBytes(q4_0 ? Q4_0 : Q8_0, groups, cols);
@@ -183,7 +217,7 @@ public final class CpuKernels {
 
     /** Whether these kernels take weights of ggml type {@code type}. */
     public static boolean supports(int type) {
-        return type == Q4_0 || type == Q4_1 || type == Q5_0 || type == Q5_1 || type == Q8_0;
+        return repacks(type) || superBlocks(type);
     }
 
     /** Bytes of one block of 32 weights of {@code type}; an exception for a type these kernels do not take. */
@@ -221,6 +255,34 @@ public final class CpuKernels {
     }
 
     /**
+     * Quantizes activations in the format weights of {@code type} take: {@link #quantize} for the
+     * block-32 types; for {@link #superBlocks} types as ggml's {@code quantize_row_q8_K_ref} (per 256
+     * values: iscale = −127 / the first value of largest magnitude, q = min(127, round-half-even(iscale·x)),
+     * float scale 1/iscale), with the sum of every run of sixteen quants in {@code xs}.
+     */
+    public void quantize(int type, MemorySegment x, long xStride, int rows, int cols, MemorySegment xq, MemorySegment xd,
+                         MemorySegment xs) {
+        if (!superBlocks(type)) {
+            quantize(x, xStride, rows, cols, xq, xd, xs);
+            return;
+        }
+        if (cols <= 0 || cols % 256 != 0 || rows < 0 || xStride < cols) {
+            throw new IllegalArgumentException("quantize q8_K: cols " + cols + " (a positive multiple of 256), rows " + rows
+                    + ", stride " + xStride);
+        }
+        if (rows == 0) return;
+        need(x, ((rows - 1) * xStride + cols) * Float.BYTES, "activations");
+        need(xq, quantsBytes(rows, cols), "quants");
+        need(xd, scalesBytes(type, rows, cols), "scales");
+        need(xs, sumsBytes(type, rows, cols), "run sums");
+        try {
+            quantizeK.invokeExact(x, xStride, rows, cols, xq, xd, xs);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
      * {@code out[b·outStride + r] = Σ_c w[r][c] · x_b[c]} for {@code r < rows}, {@code b < batch}:
      * weight row r of type {@code q4_0} (true) or Q8_0 (false) at byte {@code r·rowBytes} of {@code w}, activation
      * row b as quantized by {@link #quantize} at row b of {@code xq}, {@code xd}, {@code xs}.
@@ -233,6 +295,10 @@ public final class CpuKernels {
     /** As {@link #matmul(boolean, MemorySegment, long, int, MemorySegment, MemorySegment, MemorySegment, int, int, MemorySegment, long)} for weights of ggml type {@code type} ({@link #supports}). */
     public void matmul(int type, MemorySegment w, long rowBytes, int rows, MemorySegment xq, MemorySegment xd,
                        MemorySegment xs, int cols, int batch, MemorySegment out, long outStride) {
+        if (superBlocks(type)) {
+            matmulK(type, w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
+            return;
+        }
         long blockBytes = blockBytes(type);
         if (cols <= 0 || cols % 32 != 0 || rows < 0 || batch < 0 || rowBytes < cols / 32 * blockBytes || outStride < rows) {
             throw new IllegalArgumentException("matmul: cols " + cols + ", rows " + rows + ", batch " + batch
@@ -314,6 +380,26 @@ public final class CpuKernels {
                 case Q8_0 -> matmulQ8_0x8.invokeExact(packed, groups, xq, xd, xs, cols, batch, out, outStride);
                 default -> matmulB32x8.invokeExact(type, packed, groups, xq, xd, xs, cols, batch, out, outStride);
             }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    private void matmulK(int type, MemorySegment w, long rowBytes, int rows, MemorySegment xq, MemorySegment xd,
+                         MemorySegment xs, int cols, int batch, MemorySegment out, long outStride) {
+        long blockBytes = type == Q4_K ? 144 : 210;   // Q4_K, Q6_K
+        if (cols <= 0 || cols % 256 != 0 || rows < 0 || batch < 0 || rowBytes < cols / 256 * blockBytes || outStride < rows) {
+            throw new IllegalArgumentException("matmul: cols " + cols + ", rows " + rows + ", batch " + batch
+                    + ", row bytes " + rowBytes + ", out stride " + outStride);
+        }
+        if (rows == 0 || batch == 0) return;
+        need(w, (rows - 1) * rowBytes + cols / 256 * blockBytes, "weights");
+        need(xq, quantsBytes(batch, cols), "quants");
+        need(xd, scalesBytes(type, batch, cols), "scales");
+        need(xs, sumsBytes(type, batch, cols), "run sums");
+        need(out, ((batch - 1) * outStride + rows) * Float.BYTES, "output");
+        try {
+            matmulK.invokeExact(type, w, rowBytes, rows, xq, xd, xs, cols, batch, out, outStride);
         } catch (Throwable t) {
             throw rethrow(t);
         }
