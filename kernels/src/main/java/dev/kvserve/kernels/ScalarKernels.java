@@ -124,16 +124,9 @@ public final class ScalarKernels {
                     float dw = Float.float16ToFloat(data.get(ValueLayout.JAVA_SHORT_UNALIGNED, o));
                     float dmin = Float.float16ToFloat(data.get(ValueLayout.JAVA_SHORT_UNALIGNED, o + 2));
                     for (int j = 0; j < 8; j++) {
-                        // ggml's get_scale_min_k4
-                        int s = data.get(ValueLayout.JAVA_BYTE, o + 4 + j) & 0xff;
-                        if (j < 4) {
-                            sc[j] = s & 63;
-                            m[j] = (data.get(ValueLayout.JAVA_BYTE, o + 8 + j) & 0xff) & 63;
-                        } else {
-                            int hi = data.get(ValueLayout.JAVA_BYTE, o + 4 + j + 4) & 0xff;
-                            sc[j] = (hi & 15) | ((data.get(ValueLayout.JAVA_BYTE, o + 4 + j - 4) & 0xff) >> 6) << 4;
-                            m[j] = (hi >> 4) | (s >> 6) << 4;
-                        }
+                        int scaleMin = GgmlQuantize.scaleMinK4(data, o + 4, j);
+                        sc[j] = scaleMin & 0xff;
+                        m[j] = scaleMin >>> 8 & 0xff;
                     }
                     long dot = 0, mins = 0;
                     for (int j = 0; j < 8; j++) {
