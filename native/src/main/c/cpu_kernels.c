@@ -366,9 +366,10 @@ AVX2 static inline __m256i q8_0x8_dot_avx2(__m256i acc, __m256i w, __m256i x) {
 
 // out[b·outStride + 8g + i] for row 8g+i of group g < groups, activation row b < batch. Batches decode
 // each block once for four activation rows; batch 1 streams the weights with two sums in flight.
+// MIN (Q4_1, Q5_1): the eight rows' fp16 m at byte 16 of a packed block add m·dx·Σx; 0 folds it away.
 // The unroll pragmas matter: GCC -O2 left these loops rolled, the chunk vectors on the stack, and
 // the batch loop at 40 % of the speed.
-#define MATMUL_X8(NAME, TARGET, BLOCK_BYTES, DECODE, INIT, DOT)                                             \
+#define MATMUL_X8(NAME, TARGET, BLOCK_BYTES, DECODE, INIT, MIN, DOT)                                        \
 TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, const float* xd,               \
                         const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {   \
     const int32_t nb = cols / 32;                                                                           \
@@ -384,14 +385,17 @@ TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, cons
                 __m256i w[8];                                                                               \
                 DECODE(o, w);                                                                               \
                 __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o));                           \
+                __m256 mw = MIN ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) (o + 16))) : dw;         \
                 _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {                                       \
                     const int8_t* x = xq + (int64_t) (b + j) * cols + 32 * k;                               \
-                    __m256i s = INIT(xs[(b + j) * ss + cols / 4 + k]);                                      \
+                    int32_t tot = xs[(b + j) * ss + cols / 4 + k];                                          \
+                    float dx = xd[(int64_t) (b + j) * nb + k];                                              \
+                    __m256i s = INIT(tot);                                                                  \
                     _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {                                   \
                         s = DOT(s, w[c], _mm256_set1_epi32(load_i32(x + 4 * c)));                           \
                     }                                                                                       \
-                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s),                                         \
-                                             _mm256_mul_ps(dw, _mm256_set1_ps(xd[(int64_t) (b + j) * nb + k])), acc[j]); \
+                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(dx)), acc[j]); \
+                    if (MIN) acc[j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(dx * (float) (-(tot / 8))), acc[j]); \
                 }                                                                                           \
             }                                                                                               \
             for (int j = 0; j < 4; j++) _mm256_storeu_ps(out + (b + j) * outStride + 8 * g, acc[j]);        \
@@ -416,16 +420,22 @@ TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, cons
                 __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o)), _mm256_set1_ps(d[k])); \
                 if (k & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), sc, a1);      \
                 else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), sc, a0);            \
+                if (MIN) {                                                                                  \
+                    __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) (o + 16)));                \
+                    __m256 mx = _mm256_set1_ps(d[k] * (float) (-(tot[k] / 8)));                             \
+                    if (k & 1) a0 = _mm256_fmadd_ps(mw, mx, a0);                                            \
+                    else a1 = _mm256_fmadd_ps(mw, mx, a1);                                                  \
+                }                                                                                           \
             }                                                                                               \
             _mm256_storeu_ps(out + b * outStride + 8 * g, _mm256_add_ps(a0, a1));                           \
         }                                                                                                   \
     }                                                                                                       \
 }
 
-MATMUL_X8(q4_0x8_vnni, VNNI, 18, q4_0x8_decode, q4_0x8_init, q4_0x8_dot_vnni)
-MATMUL_X8(q4_0x8_avx2, AVX2, 18, q4_0x8_decode, q4_0x8_init, q4_0x8_dot_avx2)
-MATMUL_X8(q8_0x8_vnni, VNNI, 34, q8_0x8_decode_vnni, q8_0x8_init_vnni, q8_0x8_dot_vnni)
-MATMUL_X8(q8_0x8_avx2, AVX2, 34, q8_0x8_decode_avx2, q8_0x8_init_avx2, q8_0x8_dot_avx2)
+MATMUL_X8(q4_0x8_vnni, VNNI, 18, q4_0x8_decode, q4_0x8_init, 0, q4_0x8_dot_vnni)
+MATMUL_X8(q4_0x8_avx2, AVX2, 18, q4_0x8_decode, q4_0x8_init, 0, q4_0x8_dot_avx2)
+MATMUL_X8(q8_0x8_vnni, VNNI, 34, q8_0x8_decode_vnni, q8_0x8_init_vnni, 0, q8_0x8_dot_vnni)
+MATMUL_X8(q8_0x8_avx2, AVX2, 34, q8_0x8_decode_avx2, q8_0x8_init_avx2, 0, q8_0x8_dot_avx2)
 
 /** Repacked Q4_0 (kvs_repack_q4_0x8) times quantized activations: 8·groups rows. */
 EXPORT void kvs_matmul_q4_0x8(const uint8_t* packed, int32_t groups, const int8_t* xq, const float* xd,
@@ -607,76 +617,12 @@ AVX2 static inline void q5_1x8_decode(const uint8_t* o, __m256i w[8]) { nibbles_
 AVX2 static inline __m256i q5_0x8_init(int32_t blockSum) { return _mm256_set1_epi32(2 * blockSum); }
 AVX2 static inline __m256i zero_init(int32_t blockSum) { (void) blockSum; return _mm256_setzero_si256(); }
 
-// As MATMUL_X8, plus MIN: the eight rows' fp16 m at byte 16 of a packed block add m·dx·Σx.
-#define MATMUL_B32X8(NAME, TARGET, BLOCK_BYTES, DECODE, INIT, MIN, DOT)                                     \
-TARGET static void NAME(const uint8_t* p, int32_t groups, const int8_t* xq, const float* xd,               \
-                        const int32_t* xs, int32_t cols, int32_t batch, float* out, int64_t outStride) {   \
-    const int32_t nb = cols / 32;                                                                           \
-    const int64_t ss = XS_STRIDE(cols);                                                                     \
-    const int64_t gb = 8 * BLOCK_BYTES;                                                                     \
-    for (int32_t g = 0; g < groups; g++) {                                                                  \
-        const uint8_t* base = p + (int64_t) g * nb * gb;                                                    \
-        int32_t b = 0;                                                                                      \
-        for (; b + 4 <= batch; b += 4) {                                                                    \
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
-            for (int32_t k = 0; k < nb; k++) {                                                              \
-                const uint8_t* o = base + k * gb;                                                           \
-                __m256i w[8];                                                                               \
-                DECODE(o, w);                                                                               \
-                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o));                           \
-                __m256 mw = MIN ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) (o + 16))) : dw;         \
-                _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {                                       \
-                    const int8_t* x = xq + (int64_t) (b + j) * cols + 32 * k;                               \
-                    int32_t tot = xs[(b + j) * ss + cols / 4 + k];                                          \
-                    float dx = xd[(int64_t) (b + j) * nb + k];                                              \
-                    __m256i s = INIT(tot);                                                                  \
-                    _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {                                   \
-                        s = DOT(s, w[c], _mm256_set1_epi32(load_i32(x + 4 * c)));                           \
-                    }                                                                                       \
-                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(dx)), acc[j]); \
-                    if (MIN) acc[j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(dx * (float) (-(tot / 8))), acc[j]); \
-                }                                                                                           \
-            }                                                                                               \
-            for (int j = 0; j < 4; j++) _mm256_storeu_ps(out + (b + j) * outStride + 8 * g, acc[j]);        \
-        }                                                                                                   \
-        for (; b < batch; b++) {                                                                            \
-            const int8_t* x = xq + (int64_t) b * cols;                                                      \
-            const int32_t* tot = xs + b * ss + cols / 4;                                                    \
-            const float* d = xd + (int64_t) b * nb;                                                         \
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                       \
-            for (int32_t k = 0; k < nb; k++) {                                                              \
-                const uint8_t* o = base + k * gb;                                                           \
-                _Pragma("GCC unroll 8") for (int l = 0; l < gb; l += 64) {                                  \
-                    _mm_prefetch((const char*) o + 1024 + l, _MM_HINT_T0);                                  \
-                }                                                                                           \
-                __m256i w[8];                                                                               \
-                DECODE(o, w);                                                                               \
-                __m256i s0 = INIT(tot[k]), s1 = _mm256_setzero_si256();                                     \
-                _Pragma("GCC unroll 4") for (int c = 0; c < 8; c += 2) {                                    \
-                    s0 = DOT(s0, w[c], _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c)));                    \
-                    s1 = DOT(s1, w[c + 1], _mm256_set1_epi32(load_i32(x + 32 * k + 4 * c + 4)));            \
-                }                                                                                           \
-                __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) o)), _mm256_set1_ps(d[k])); \
-                if (k & 1) a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), sc, a1);      \
-                else a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), sc, a0);            \
-                if (MIN) {                                                                                  \
-                    __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*) (o + 16)));                \
-                    __m256 mx = _mm256_set1_ps(d[k] * (float) (-(tot[k] / 8)));                             \
-                    if (k & 1) a0 = _mm256_fmadd_ps(mw, mx, a0);                                            \
-                    else a1 = _mm256_fmadd_ps(mw, mx, a1);                                                  \
-                }                                                                                           \
-            }                                                                                               \
-            _mm256_storeu_ps(out + b * outStride + 8 * g, _mm256_add_ps(a0, a1));                           \
-        }                                                                                                   \
-    }                                                                                                       \
-}
-
-MATMUL_B32X8(q4_1x8_vnni, VNNI, 20, q4_1x8_decode, zero_init, 1, q4_0x8_dot_vnni)
-MATMUL_B32X8(q4_1x8_avx2, AVX2, 20, q4_1x8_decode, zero_init, 1, q4_0x8_dot_avx2)
-MATMUL_B32X8(q5_0x8_vnni, VNNI, 22, q5_0x8_decode, q5_0x8_init, 0, q4_0x8_dot_vnni)
-MATMUL_B32X8(q5_0x8_avx2, AVX2, 22, q5_0x8_decode, q5_0x8_init, 0, q4_0x8_dot_avx2)
-MATMUL_B32X8(q5_1x8_vnni, VNNI, 24, q5_1x8_decode, zero_init, 1, q4_0x8_dot_vnni)
-MATMUL_B32X8(q5_1x8_avx2, AVX2, 24, q5_1x8_decode, zero_init, 1, q4_0x8_dot_avx2)
+MATMUL_X8(q4_1x8_vnni, VNNI, 20, q4_1x8_decode, zero_init, 1, q4_0x8_dot_vnni)
+MATMUL_X8(q4_1x8_avx2, AVX2, 20, q4_1x8_decode, zero_init, 1, q4_0x8_dot_avx2)
+MATMUL_X8(q5_0x8_vnni, VNNI, 22, q5_0x8_decode, q5_0x8_init, 0, q4_0x8_dot_vnni)
+MATMUL_X8(q5_0x8_avx2, AVX2, 22, q5_0x8_decode, q5_0x8_init, 0, q4_0x8_dot_avx2)
+MATMUL_X8(q5_1x8_vnni, VNNI, 24, q5_1x8_decode, zero_init, 1, q4_0x8_dot_vnni)
+MATMUL_X8(q5_1x8_avx2, AVX2, 24, q5_1x8_decode, zero_init, 1, q4_0x8_dot_avx2)
 
 /** Repacked Q4_1, Q5_0 or Q5_1 (kvs_repack_b32x8) times quantized activations: 8·groups rows. */
 EXPORT void kvs_matmul_b32x8(int32_t type, const uint8_t* packed, int32_t groups, const int8_t* xq, const float* xd,
